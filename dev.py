@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Build, test, serve and clean the book with one command each.
+
+Needs only Python 3.11+ (standard library): every command first makes sure a virtual
+environment in ``.venv`` holds what it needs, then runs inside it.
+
+    python3 dev.py book     # set up and build the book into _build/html
+    python3 dev.py test     # set up and run every test (package, strict build, built site)
+    python3 dev.py serve    # serve _build/html on http://localhost:8000
+    python3 dev.py clean    # remove the built pages (keeps the execution cache)
+    python3 dev.py clean --all   # remove everything under _build, cache included
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STRICT = ["-W", "-n", "--keep-going"]
+# The CPU build of PyTorch, used only by the optional reference tests. Installed only when a
+# local wheel is available to pip (its find-links), never downloaded: the registry's default
+# build pulls several GB of CUDA libraries.
+TORCH = "torch==2.13.0"
+
+
+def say(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def run(*args: str | Path, **kwargs) -> None:
+    cmd = [str(a) for a in args]
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, **kwargs)
+
+
+def requirements_stamp(files: list[str]) -> str:
+    digest = hashlib.sha256(sys.version.encode())
+    for name in files:
+        digest.update((ROOT / name).read_bytes())
+    digest.update((ROOT / "code" / "pyproject.toml").read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_env(requirements: list[str]) -> None:
+    """Create .venv if needed and install ``requirements`` unless already installed."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python 3.11 or later is needed; this is {sys.version.split()[0]}.")
+    if not PYTHON.exists():
+        say(f"creating a virtual environment in {VENV.relative_to(ROOT)}")
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    stamp_file = VENV / f".installed-{'-'.join(Path(r).stem for r in requirements)}"
+    stamp = requirements_stamp(requirements)
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return
+    say("installing " + ", ".join(requirements))
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    for req in requirements:
+        run(PYTHON, "-m", "pip", "install", "--quiet", "-r", req)
+    stamp_file.write_text(stamp)
+
+
+def try_install_torch() -> None:
+    probe = subprocess.run([str(PYTHON), "-c", "import torch"], capture_output=True)
+    if probe.returncode == 0:
+        return
+    result = subprocess.run(
+        [str(PYTHON), "-m", "pip", "install", "--quiet", "--no-index", TORCH],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode == 0:
+        say(f"installed {TORCH} (CPU) from a local wheel for the reference tests")
+    else:
+        say(f"no local wheel of {TORCH}: the PyTorch reference tests will be skipped")
+
+
+def jupyter_book(*args: str) -> None:
+    run(BIN / "jupyter-book", "build", ".", *args)
+
+
+def cmd_book(args) -> None:
+    ensure_env(["requirements.txt"])
+    start = time.perf_counter()
+    jupyter_book(*(STRICT if args.strict else []))
+    say(f"built in {time.perf_counter() - start:.0f} s")
+    print(
+        "Open _build/html/index.html in a browser, or serve it with:\n"
+        "    python3 dev.py serve     (then visit http://localhost:8000)"
+    )
+
+
+def cmd_test(args) -> None:
+    ensure_env(["requirements-test.txt"])
+    try_install_torch()
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    pytest = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    say("1/3 package tests (code/tests, with doctests)")
+    run(*pytest, "code", env=env)
+    say("2/3 strict book build: zero warnings, no cell errors, no unresolved references")
+    start = time.perf_counter()
+    jupyter_book(*STRICT)
+    say(f"book built in {time.perf_counter() - start:.0f} s")
+    say("3/3 checks of the built site, the build machinery and the workflows (tests/)")
+    run(*pytest, "tests", env=env)
+
+
+def cmd_serve(args) -> None:
+    html = ROOT / "_build" / "html"
+    if not (html / "index.html").exists():
+        sys.exit("Nothing to serve: build the book first with  python3 dev.py book")
+    say(f"serving {html} on http://localhost:{args.port} (Ctrl-C stops)")
+    run(sys.executable, "-m", "http.server", str(args.port), "--directory", html)
+
+
+def cmd_clean(args) -> None:
+    build = ROOT / "_build"
+    if args.all:
+        shutil.rmtree(build, ignore_errors=True)
+        say("removed _build/ (pages and execution cache)")
+        return
+    for name in ("html", "jupyter_execute", ".doctrees", "latex"):
+        shutil.rmtree(build / name, ignore_errors=True)
+    say("removed the built pages; the execution cache in _build/.jupyter_cache is kept")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    book = sub.add_parser("book", help="set up and build the book into _build/html")
+    book.add_argument("--strict", action="store_true", help="fail on any warning (as the tests do)")
+    book.set_defaults(func=cmd_book)
+    sub.add_parser("test", help="set up and run every test").set_defaults(func=cmd_test)
+    serve = sub.add_parser("serve", help="serve _build/html on localhost")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+    clean = sub.add_parser("clean", help="remove built pages (--all: and the execution cache)")
+    clean.add_argument("--all", action="store_true")
+    clean.set_defaults(func=cmd_clean)
+    args = parser.parse_args()
+    try:
+        args.func(args)
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"\nFAILED: {' '.join(map(str, err.cmd))} (exit {err.returncode})")
+
+
+if __name__ == "__main__":
+    main()

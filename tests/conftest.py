@@ -1,0 +1,67 @@
+"""Shared fixtures: the built site under _build/html, parsed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+
+
+@dataclass
+class Page:
+    path: Path
+    ids: set[str] = field(default_factory=set)
+    links: list[str] = field(default_factory=list)
+    images: list[dict[str, str]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+
+
+class _Collector(HTMLParser):
+    def __init__(self, page: Page):
+        super().__init__(convert_charrefs=True)
+        self.page = page
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("id", "name"):
+            if a.get(key):
+                self.page.ids.add(a[key])
+        if tag == "a" and a.get("href") is not None:
+            self.page.links.append(a["href"])
+        if tag in ("link", "script") and (a.get("href") or a.get("src")):
+            self.page.links.append(a.get("href") or a.get("src"))
+        if tag == "img":
+            self.page.images.append({"src": a.get("src") or "", "alt": a.get("alt")})
+        if a.get("class"):
+            self.page.classes.append(a["class"])
+
+    def handle_data(self, data):
+        self.page.text.append(data)
+
+
+def parse(path: Path) -> Page:
+    page = Page(path)
+    _Collector(page).feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+@pytest.fixture(scope="session")
+def site() -> dict[Path, Page]:
+    if not (HTML / "index.html").exists():
+        pytest.fail("No built site in _build/html: build it first (python3 dev.py book), "
+                    "or run the whole test command (python3 dev.py test).")
+    # _static holds the theme's template fragments, copied verbatim: not pages.
+    pages = [p for p in sorted(HTML.rglob("*.html")) if "_static" not in p.relative_to(HTML).parts]
+    return {p: parse(p) for p in pages}
+
+
+@pytest.fixture(scope="session")
+def book_pages(site) -> dict[Path, Page]:
+    """The pages written from book/ (not search, genindex or the redirect)."""
+    return {p: page for p, page in site.items() if (HTML / "book") in p.parents}
