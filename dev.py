@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import venv
 from pathlib import Path
@@ -74,16 +75,18 @@ def try_install_torch() -> None:
     probe = subprocess.run([str(PYTHON), "-c", "import torch"], capture_output=True)
     if probe.returncode == 0:
         return
-    result = subprocess.run(
-        [str(PYTHON), "-m", "pip", "install", "--quiet", "--no-index", TORCH],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode == 0:
-        say(f"installed {TORCH} (CPU) from a local wheel for the reference tests")
-    else:
+    with tempfile.TemporaryDirectory() as tmp:
+        # Succeeds only where pip can find the wheel without an index (its find-links).
+        local = subprocess.run(
+            [str(PYTHON), "-m", "pip", "download", "--quiet", "--no-index", "--no-deps",
+             "--dest", tmp, TORCH],
+            cwd=ROOT, capture_output=True,
+        )
+    if local.returncode != 0:
         say(f"no local wheel of {TORCH}: the PyTorch reference tests will be skipped")
+        return
+    say(f"installing {TORCH} (CPU) from a local wheel for the reference tests")
+    run(PYTHON, "-m", "pip", "install", "--quiet", TORCH)
 
 
 def jupyter_book(*args: str) -> None:

@@ -12,7 +12,8 @@ Two problems of myst-nb's execution cache that this book cannot live with:
 
 2. The BLAS thread count changes floating-point summation order, and so training
    trajectories, even with fixed seeds. Kernels inherit this process's environment, so the
-   thread count is pinned here, before any kernel starts.
+   thread count is pinned here, before any kernel starts. Trained models are cached for the
+   build under ``_build/.attnbook_cache`` (``ATTNBOOK_CACHE_DIR``).
 
 Configuration (``sphinx: config:`` in ``_config.yml``):
 
@@ -76,10 +77,16 @@ def _sources_dir(app: Sphinx) -> Path:
     return (Path(app.confdir) / app.config.attnbook_sources).resolve()
 
 
-def pin_threads(app: Sphinx, config) -> None:
+def prepare_kernel_environment(app: Sphinx, config) -> None:
+    """Set what every executed page inherits: the thread count and the model cache."""
     n = str(config.attnbook_threads)
     for name in THREAD_VARIABLES:
         os.environ[name] = n
+    # Models trained by one page are reused by later pages of the same build (attnbook.train
+    # keys them on their configuration and the package sources); `clean --all` removes them.
+    os.environ.setdefault(
+        "ATTNBOOK_CACHE_DIR", str(Path(app.outdir).parent / ".attnbook_cache")
+    )
 
 
 def pages_importing(app: Sphinx, env, pattern: re.Pattern) -> dict[str, Path]:
@@ -144,7 +151,7 @@ def setup(app: Sphinx) -> dict:
         "attnbook_import_pattern", r"^\s*(?:import|from)\s+attnbook\b", "env"
     )
     app.add_config_value("attnbook_threads", 1, "env")
-    app.connect("config-inited", pin_threads)
+    app.connect("config-inited", prepare_kernel_environment)
     app.connect("env-get-outdated", invalidate_stale_pages)
     app.connect("build-finished", record_hash)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
