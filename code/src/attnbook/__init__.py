@@ -1,5 +1,32 @@
-"""attnbook: the mathematics of attention as small, tested, differentiable NumPy functions."""
+"""attnbook: the mathematics of attention as small, tested, differentiable NumPy functions.
+
+Every function works on plain ndarrays (fast, for figures) and on attnbook's own
+autograd ``Tensor`` (for training), with one body of code for both.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from .attention import merge_heads, multi_head_attention, scaled_dot_product_attention, split_heads
+from .flash import flash_attention
+from .gradcheck import gradcheck
+from .masks import causal_mask, padding_mask
+from .norm import layer_norm
+from .positions import alibi_bias, alibi_slopes, apply_rope, sinusoidal_positions
+from .scores import additive_score, cosine_score, dot_score, general_score, scaled_dot_score
+from .softmax import log_softmax, softmax
+from .tensor import Tensor, concatenate, no_grad, stack, where
+
+__all__ = [
+    "__version__",
+    # autograd
+    "Tensor", "no_grad", "concatenate", "stack", "where", "gradcheck",
+    # softmax and masks
+    "softmax", "log_softmax", "causal_mask", "padding_mask",
+    # scores
+    "dot_score", "scaled_dot_score", "general_score", "additive_score", "cosine_score",
+    # attention
+    "scaled_dot_product_attention", "multi_head_attention", "split_heads", "merge_heads",
+    "flash_attention",
+    # normalisation and positions
+    "layer_norm", "sinusoidal_positions", "alibi_slopes", "alibi_bias", "apply_rope",
+]

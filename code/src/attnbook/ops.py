@@ -1,0 +1,123 @@
+"""The few primitives whose ndarray and Tensor forms differ.
+
+Everything else in attnbook is written once, with ``@``, ``*``, ``+``, ``.reshape``,
+``.swapaxes``, ``.sum`` (spelled the same on both) and the functions here, each of which
+checks ``isinstance(x, Tensor)``. If any input is a Tensor, the result is a Tensor.
+Nothing here validates its inputs; the public functions do that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import tensor as _t
+from .tensor import Tensor
+
+__all__ = [
+    "is_tensor", "any_tensor", "swapaxes", "exp", "log", "tanh", "sqrt", "concatenate",
+    "stack", "add_into", "masked_fill", "softmax", "log_softmax", "layer_norm",
+]
+
+
+def is_tensor(x):
+    """True for an attnbook Tensor."""
+    return isinstance(x, Tensor)
+
+
+def any_tensor(*xs):
+    """True if any argument is a Tensor (the result must then be a Tensor)."""
+    return any(isinstance(x, Tensor) for x in xs)
+
+
+def swapaxes(x, axis1, axis2):
+    """Swap two axes (a view on ndarrays)."""
+    return x.swapaxes(axis1, axis2)
+
+
+def exp(x):
+    """Elementwise exponential."""
+    return x.exp() if isinstance(x, Tensor) else np.exp(x)
+
+
+def log(x):
+    """Elementwise natural logarithm."""
+    return x.log() if isinstance(x, Tensor) else np.log(x)
+
+
+def tanh(x):
+    """Elementwise hyperbolic tangent."""
+    return x.tanh() if isinstance(x, Tensor) else np.tanh(x)
+
+
+def sqrt(x):
+    """Elementwise square root."""
+    return x.sqrt() if isinstance(x, Tensor) else np.sqrt(x)
+
+
+def concatenate(xs, axis=0):
+    """Join along an existing axis."""
+    xs = list(xs)
+    return _t.concatenate(xs, axis) if any_tensor(*xs) else np.concatenate(xs, axis=axis)
+
+
+def stack(xs, axis=0):
+    """Join along a new axis."""
+    xs = list(xs)
+    return _t.stack(xs, axis) if any_tensor(*xs) else np.stack(xs, axis=axis)
+
+
+def add_into(x, y):
+    """``x + y``, written into ``x`` when both are ndarrays (``x`` must be a fresh array)."""
+    if any_tensor(x, y):
+        return x + y
+    np.add(x, y, out=x, casting="same_kind")
+    return x
+
+
+def masked_fill(scores, mask, inplace=False):
+    """Put ``-inf`` where ``mask`` is False, so the softmax gives those keys weight 0.
+
+    ``inplace=True`` overwrites an ndarray ``scores`` (only for arrays the caller owns).
+    """
+    if isinstance(scores, Tensor):
+        return _t.where(mask, scores, -np.inf)
+    if inplace:
+        np.copyto(scores, -np.inf, where=~mask)
+        return scores
+    return np.where(mask, scores, -np.inf).astype(scores.dtype, copy=False)
+
+
+def softmax(x, axis=-1, inplace=False):
+    """Stable softmax; ``inplace=True`` reuses an ndarray ``x`` the caller owns."""
+    if isinstance(x, Tensor):
+        return x.softmax(axis)
+    # Shifting by the row maximum makes every exponent <= 0: no overflow. (The shift
+    # itself can overflow to -inf for scores ~1e308 apart; exp(-inf) = 0 is right then.)
+    with np.errstate(over="ignore"):
+        y = np.subtract(x, x.max(axis=axis, keepdims=True), out=x if inplace else None)
+    np.exp(y, out=y)
+    y /= y.sum(axis=axis, keepdims=True)
+    return y
+
+
+def log_softmax(x, axis=-1):
+    """Stable log-softmax: ``x - max - log(sum(exp(x - max)))``."""
+    if isinstance(x, Tensor):
+        return x.log_softmax(axis)
+    with np.errstate(over="ignore"):
+        shifted = x - x.max(axis=axis, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted
+
+
+def layer_norm(x, gamma=None, beta=None, eps=1e-5):
+    """Normalise the last axis to mean 0 and variance 1, then scale and shift."""
+    if any_tensor(x, gamma, beta):
+        return _t.layer_norm_tensor(x, gamma, beta, eps)
+    xc = x - x.mean(axis=-1, keepdims=True)
+    y = xc / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
+    if gamma is not None:
+        y *= gamma
+    if beta is not None:
+        y += beta
+    return y
