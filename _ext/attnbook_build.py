@@ -89,6 +89,11 @@ def prepare_kernel_environment(app: Sphinx, config) -> None:
     )
 
 
+def normalise_nitpick_ignore(app: Sphinx, config) -> None:
+    # _config.yml can only give lists; Sphinx looks (type, target) tuples up in this set.
+    config.nitpick_ignore = {tuple(entry) for entry in config.nitpick_ignore}
+
+
 def pages_importing(app: Sphinx, env, pattern: re.Pattern) -> dict[str, Path]:
     """Map docname -> source file for every page whose text matches ``pattern``."""
     found = {}
@@ -152,6 +157,7 @@ def setup(app: Sphinx) -> dict:
     )
     app.add_config_value("attnbook_threads", 1, "env")
     app.connect("config-inited", prepare_kernel_environment)
+    app.connect("config-inited", normalise_nitpick_ignore)
     app.connect("env-get-outdated", invalidate_stale_pages)
     app.connect("build-finished", record_hash)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
