@@ -89,6 +89,24 @@ def try_install_torch() -> None:
     run(PYTHON, "-m", "pip", "install", "--quiet", TORCH)
 
 
+def ensure_browser() -> None:
+    """Install Chromium for tests/test_browser.py where that is possible: root, Debian, apt-get."""
+    if Path("/usr/bin/chromium").exists():
+        return
+    apt = shutil.which("apt-get")
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if not (apt and is_root and Path("/etc/debian_version").exists()):
+        say("no /usr/bin/chromium and no way to install it here (needs root and apt-get): "
+            "the browser test will be skipped")
+        return
+    say("installing chromium for the browser test (apt-get)")
+    try:
+        run(apt, "update", "-qq")
+        run(apt, "install", "-y", "-qq", "chromium", env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    except (subprocess.CalledProcessError, OSError) as err:
+        say(f"could not install chromium ({err}): the browser test will be skipped")
+
+
 def jupyter_book(*args: str) -> None:
     run(BIN / "jupyter-book", "build", ".", *args)
 
@@ -115,6 +133,7 @@ def cmd_test(args) -> None:
     start = time.perf_counter()
     jupyter_book(*STRICT)
     say(f"book built in {time.perf_counter() - start:.0f} s")
+    ensure_browser()
     say("3/3 checks of the built site, the build machinery and the workflows (tests/)")
     run(*pytest, "tests", env=env)
 
