@@ -16,6 +16,9 @@ from .scores import additive_score, cosine_score, dot_score, general_score, scal
 from .softmax import log_softmax, softmax
 from .tensor import Tensor, concatenate, no_grad, stack, where
 
+# The training stack and the data the book trains on, as submodules: attnbook.nn, attnbook.rnn, ...
+from . import batching, decoding, losses, metrics, nn, optim, rnn, style, tasks, train, transformer
+
 __all__ = [
     "__version__",
     # autograd
