@@ -38,6 +38,7 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 STAMP_NAME = "attnbook-sources.sha256"
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "268435456"}
 THREAD_VARIABLES = (
     "OPENBLAS_NUM_THREADS",
     "OMP_NUM_THREADS",
@@ -82,6 +83,11 @@ def prepare_kernel_environment(app: Sphinx, config) -> None:
     n = str(config.attnbook_threads)
     for name in THREAD_VARIABLES:
         os.environ[name] = n
+    # glibc returns freed arrays of a few hundred KiB to the system and faults them in again
+    # on the next allocation; training allocates such arrays at every step. Keeping them
+    # mapped made the book's models train 1.3-1.5x faster (bench/train_speed.py). Numbers
+    # are unaffected: only where memory comes from changes.
+    os.environ.update(MALLOC_ENV)
     # Models trained by one page are reused by later pages of the same build (attnbook.train
     # keys them on their configuration and the package sources); `clean --all` removes them.
     os.environ.setdefault(

@@ -80,21 +80,21 @@ def flash_attention(q, k, v, mask=None, block_size=64):
     if mask is not None:
         mask = check_mask(mask, batch + (T_q, T_k))
         mask = mask.reshape((1,) * (2 - mask.ndim) + mask.shape)  # at least 2-D
-        mask = np.broadcast_to(mask, mask.shape[:-2] + (T_q, T_k))  # a view: slices by block
+        mask = np.broadcast_to(mask, mask.shape[:-2] + (T_q, T_k))  # a view
     dtype = np.result_type(*(values(x).dtype for x in (q, k, v)))
 
-    q = q * (1.0 / math.sqrt(d_k))
+    scale = 1.0 / math.sqrt(d_k)
     key_blocks = [(s, k[..., s : s + block_size, :], v[..., s : s + block_size, :])
                   for s in range(0, T_k, block_size)]
     out_blocks = []
     for i in range(0, T_q, block_size):
-        q_i = q[..., i : i + block_size, :]  # (..., Bq, d_k)
+        q_i = q[..., i : i + block_size, :] * scale  # (..., Bq, d_k): one block scaled
         Bq = q_i.shape[-2]
         m = np.full(batch + (Bq, 1), -np.inf, dtype=dtype)  # running row maximum
         l = np.zeros(batch + (Bq, 1), dtype=dtype)  # running sum of exp(s - m)
         acc = np.zeros(batch + (Bq, d_v), dtype=dtype)  # running sum of exp(s - m) v
         for j, k_j, v_j in key_blocks:
-            s = q_i @ k_j.swapaxes(-1, -2)  # (..., Bq, Bk): the only piece of the scores
+            s = q_i @ k_j.swapaxes(-1, -2)  # (..., Bq, Bk): the only scores held
             if mask is not None:
                 keep = mask[..., i : i + Bq, j : j + k_j.shape[-2]]
                 if not keep.any():
@@ -102,9 +102,9 @@ def flash_attention(q, k, v, mask=None, block_size=64):
                 s = ops.masked_fill(s, keep, inplace=True)
             # m is only a shift that cancels in acc / l, so it needs no gradient.
             m_new = np.maximum(m, values(s).max(axis=-1, keepdims=True))
-            m_safe = np.where(m_new == -np.inf, 0.0, m_new)  # a row with no key seen yet
+            m_safe = np.where(m_new == -np.inf, 0.0, m_new)  # a row that saw no key yet
             p = ops.exp(s - m_safe)  # (..., Bq, Bk), unnormalised weights
-            alpha = np.exp(m - m_safe)  # rescales what was summed under the old maximum
+            alpha = np.exp(m - m_safe)  # rescales the sums made under the old maximum
             l = l * alpha + p.sum(axis=-1, keepdims=True)
             acc = acc * alpha + p @ v_j  # (..., Bq, d_v)
             m = m_new

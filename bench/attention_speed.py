@@ -1,0 +1,226 @@
+"""Attention kernels of attnbook against PyTorch, measured on this machine in one run.
+
+Three comparisons, each timed interleaved (attnbook, then PyTorch, then attnbook ...) and
+reported as the best of N, so that load from other processes hits both sides alike:
+
+1. ``scaled_dot_product_attention`` on (8, T, 64), T in {1024, 2048}, float32 and float64,
+   against ``torch.nn.functional.scaled_dot_product_attention``.    target: ratio <= 1.2
+2. ``flash_attention`` at T = 4096 against attnbook's own ``scaled_dot_product_attention``:
+   peak memory (tracemalloc) <= 5 %, time <= 1.5x.
+3. Forward and backward of ``multi_head_attention`` on Tensors, (16, 32, 64), 4 heads, causal
+   mask, against PyTorch eager autograd (the faster of the fused
+   ``F.scaled_dot_product_attention`` and the written-out math).        target: ratio <= 1.5
+
+Usage::
+
+    .venv/bin/python bench/attention_speed.py               # one BLAS / torch thread
+    .venv/bin/python bench/attention_speed.py --threads 2   # both sides on two threads
+    .venv/bin/python bench/attention_speed.py --only mha    # one comparison
+
+It prints every figure and ratio and exits with status 1 if a target is missed.
+Record the output in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import tracemalloc
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (both sides)")
+    parser.add_argument("--repeats", type=int, default=5, help="best of this many timings")
+    parser.add_argument("--only", choices=["sdpa", "flash", "mha"], action="append",
+                        help="run only this comparison (repeatable); default: all three")
+    return parser.parse_args(argv)
+
+
+ARGS = parse_args()
+# BLAS reads its thread count once, when NumPy loads it: set it before the import.
+for _name in THREAD_VARIABLES:
+    os.environ[_name] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import attnbook as ab  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+
+TARGETS = {"sdpa": 1.2, "flash_memory": 0.05, "flash_time": 1.5, "mha": 1.5}
+
+
+# ------------------------------------------------------------------------------ helpers
+def best_times(functions, repeats):
+    """Best-of-``repeats`` seconds of each function, run interleaved round by round."""
+    best = [float("inf")] * len(functions)
+    for _ in range(repeats):
+        for n, f in enumerate(functions):
+            start = time.perf_counter()
+            f()
+            best[n] = min(best[n], time.perf_counter() - start)
+    return best
+
+
+def peak_bytes(f):
+    """Peak bytes allocated (NumPy reports its buffers to tracemalloc) while ``f`` runs."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    result = f()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    del result
+    return peak
+
+
+class Report:
+    def __init__(self):
+        self.missed = []
+
+    def ratio(self, label, ours, theirs, target, unit="ms", scale=1e3):
+        ratio = ours / theirs
+        ok = ratio <= target
+        if not ok:
+            self.missed.append(label)
+        print(f"  {label:<44} {ours * scale:10.2f} {unit} {theirs * scale:10.2f} {unit}"
+              f"   ratio {ratio:5.3f}  (target <= {target})  {'ok' if ok else 'MISSED'}")
+        return ratio
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = "unknown"
+    try:
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{info['name']} {info['version']}"
+    except Exception:  # noqa: BLE001 -- older NumPy: no dict mode
+        pass
+    return {
+        "cpus (nproc)": os.cpu_count(),
+        "cpu model": cpu,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "attnbook": ab.__version__,
+        "numpy BLAS": blas,
+        "threads (both sides)": ARGS.threads,
+    }
+
+
+# ------------------------------------------------------------------------------ benchmarks
+def bench_sdpa(report, rng):
+    print("\n1. scaled_dot_product_attention, (8, T, 64): attnbook vs torch")
+    for dtype in (np.float32, np.float64):
+        for T in (1024, 2048):
+            q, k, v = rng.standard_normal((3, 8, T, 64)).astype(dtype)
+            tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
+            out, _ = ab.scaled_dot_product_attention(q, k, v)
+            expected = F.scaled_dot_product_attention(tq, tk, tv).numpy()
+            assert out.dtype == dtype, f"output dtype {out.dtype} != input dtype {dtype}"
+            tol = 1e-4 if dtype == np.float32 else 1e-10
+            assert np.allclose(out, expected, rtol=tol, atol=tol), "attnbook and torch disagree"
+            del out, expected
+            ours, theirs = best_times(
+                [lambda: ab.scaled_dot_product_attention(q, k, v),
+                 lambda: F.scaled_dot_product_attention(tq, tk, tv)],
+                ARGS.repeats,
+            )
+            report.ratio(f"sdpa T={T:<5} {np.dtype(dtype).name}", ours, theirs, TARGETS["sdpa"])
+
+
+def bench_flash(report, rng, T=4096, block_size=None):
+    print(f"\n2. flash_attention vs scaled_dot_product_attention (attnbook), (8, {T}, 64) float64")
+    q, k, v = rng.standard_normal((3, 8, T, 64))
+    kwargs = {} if block_size is None else {"block_size": block_size}
+    flash = lambda: ab.flash_attention(q, k, v, **kwargs)  # noqa: E731
+    plain = lambda: ab.scaled_dot_product_attention(q, k, v)  # noqa: E731
+    difference = float(np.max(np.abs(flash() - plain()[0])))
+    assert difference < 1e-10, f"flash_attention differs from the plain computation by {difference}"
+    print(f"  max |flash - plain| = {difference:.2e}")
+    mem_flash, mem_plain = peak_bytes(flash), peak_bytes(plain)
+    report.ratio("flash peak memory", mem_flash, mem_plain, TARGETS["flash_memory"], unit="MiB",
+                 scale=1 / 2**20)
+    ours, theirs = best_times([flash, plain], max(2, ARGS.repeats // 2))
+    report.ratio("flash time", ours, theirs, TARGETS["flash_time"])
+
+
+def bench_mha(report, rng, B=16, T=32, d=64, n_heads=4):
+    print(f"\n3. multi_head_attention forward + backward, ({B}, {T}, {d}), {n_heads} heads, causal")
+    x = rng.standard_normal((B, T, d))
+    weights = [rng.standard_normal((d, d)) / np.sqrt(d) for _ in range(4)]
+    g = rng.standard_normal((B, T, d))  # the upstream gradient
+    mask = ab.causal_mask(T)
+    d_head = d // n_heads
+
+    def ours():
+        x_t = ab.Tensor(x, requires_grad=True)
+        W = [ab.Tensor(w, requires_grad=True) for w in weights]
+        out, _ = ab.multi_head_attention(x_t, x_t, x_t, *W, n_heads=n_heads, mask=mask)
+        (out * g).sum().backward()
+        return x_t.grad, [w.grad for w in W]
+
+    x_torch = torch.from_numpy(x).requires_grad_()
+    W_torch = [torch.from_numpy(w).requires_grad_() for w in weights]
+    mask_torch, g_torch = torch.from_numpy(mask), torch.from_numpy(g)
+
+    def heads(y):
+        return y.view(B, T, n_heads, d_head).transpose(1, 2)  # (B, H, T, d_head)
+
+    def torch_step(attend):
+        for t in (x_torch, *W_torch):
+            t.grad = None
+        W_q, W_k, W_v, W_o = W_torch
+        o = attend(heads(x_torch @ W_q), heads(x_torch @ W_k), heads(x_torch @ W_v))
+        out = o.transpose(1, 2).reshape(B, T, d) @ W_o  # (B, T, d)
+        (out * g_torch).sum().backward()
+        return x_torch.grad, [w.grad for w in W_torch]
+
+    def fused(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask_torch)
+
+    def math(q, k, v):
+        scores = (q @ k.transpose(-1, -2)) / d_head**0.5  # (B, H, T, T)
+        return scores.masked_fill(~mask_torch, float("-inf")).softmax(-1) @ v
+
+    grads, expected = ours(), torch_step(fused)
+    for a, b in zip([grads[0], *grads[1]], [expected[0], *expected[1]]):
+        assert np.allclose(a, b.numpy(), rtol=1e-9, atol=1e-9), "gradients disagree with torch"
+    ours_t, fused_t, math_t = best_times(
+        [ours, lambda: torch_step(fused), lambda: torch_step(math)], 20 * ARGS.repeats
+    )
+    print(f"  torch fused {fused_t * 1e3:.2f} ms, torch written-out {math_t * 1e3:.2f} ms")
+    report.ratio("mha forward + backward", ours_t, min(fused_t, math_t), TARGETS["mha"])
+
+
+def main():
+    print("attnbook attention kernels vs PyTorch")
+    for key, value in machine().items():
+        print(f"  {key}: {value}")
+    rng = np.random.default_rng(0)
+    report = Report()
+    for name, bench in (("sdpa", bench_sdpa), ("flash", bench_flash), ("mha", bench_mha)):
+        if ARGS.only is None or name in ARGS.only:
+            bench(report, rng)
+    if report.missed:
+        print(f"\nMISSED {len(report.missed)} target(s): {', '.join(report.missed)}")
+        return 1
+    print("\nevery target met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
