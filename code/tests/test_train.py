@@ -195,3 +195,49 @@ def test_public_names_have_examples_and_a_chapter(name):
         doc = obj.__doc__ or ""
         assert ">>>" in doc, f"{name}.{public} has no doctested example"
         assert "See Also" in doc, f"{name}.{public} has no See Also section"
+
+
+def _module_with(source):
+    """Execute ``source`` as a module of its own, as a notebook's cells are."""
+    import types as _types
+
+    module = _types.ModuleType("notebook_like")
+    exec(compile(source, "<cell>", "exec"), module.__dict__)
+    return module
+
+
+KEY_SOURCE = '''
+from dataclasses import dataclass
+
+WIDTH = {width}
+
+@dataclass(frozen=True)
+class Run:
+    seed: int = 0
+
+class Model:
+    scale = {scale}
+    def forward(self, x):
+        return helper(x) * self.scale
+
+def helper(x):
+    return x + {offset}
+
+def train(run):
+    return Model(), WIDTH
+'''
+
+
+def test_cache_key_follows_what_the_training_function_uses():
+    from attnbook.train import cache_key
+
+    def key(**changes):
+        values = dict(width=8, scale=2, offset=1) | changes
+        module = _module_with(KEY_SOURCE.format(**values))
+        return cache_key(module.Run(), module.train)
+
+    base = key()
+    assert key() == base, "the same code in a new module must give the same key"
+    assert key(width=16) != base, "a constant the function reads"
+    assert key(scale=3) != base, "a class attribute of a class the function uses"
+    assert key(offset=2) != base, "a function called by a method of that class"

@@ -2,7 +2,7 @@
 
 ``fit`` runs a fixed number of updates and returns a :class:`History`. ``cached`` trains a
 model once per build: the result is stored under a key that hashes the configuration,
-every source file of attnbook, NumPy's version and the BLAS thread count (which changes
+the training code, every source file of attnbook, NumPy's version and the BLAS thread count (which changes
 training trajectories), so a later cell or chapter with the same configuration reuses
 the model, and any change to the code or the setup retrains it.
 """
@@ -14,12 +14,13 @@ import dataclasses
 import glob
 import hashlib
 import importlib
-import inspect
 import json
 import math
 import os
+import sys
 import tempfile
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -271,6 +272,70 @@ def cache_dir():
     """
     return Path(os.environ.get("ATTNBOOK_CACHE_DIR") or Path.home() / ".cache" / "attnbook")
 
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _const_repr(value):
+    """repr of a constant, with set order fixed (it varies with the string hash seed)."""
+    if isinstance(value, types.CodeType):
+        return _code_fingerprint(value)
+    if isinstance(value, (set, frozenset)):
+        return "{" + ",".join(sorted(_const_repr(v) for v in value)) + "}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(_const_repr(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ",".join(sorted(f"{_const_repr(k)}:{_const_repr(v)}" for k, v in value.items())) + "}"
+    return repr(value)
+
+
+def _code_fingerprint(code):
+    # Bytecode, not source: a class defined in a notebook cell has no source inspect can
+    # find on Python 3.11, and comments should not retrain a model.
+    return "|".join([code.co_code.hex(), repr(code.co_names), repr(code.co_varnames),
+                     *(_const_repr(c) for c in code.co_consts)])
+
+
+def _global_names(code):
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _fingerprint(obj, seen):
+    """What decides the behaviour of ``obj``: its code, and (recursively) the functions,
+    classes and plain constants of its own module that it uses. Everything imported from
+    attnbook is covered by the package digest, and libraries by their versions."""
+    if id(obj) in seen:
+        return "<seen>"
+    seen.add(id(obj))
+    module = getattr(obj, "__module__", None)
+    if isinstance(obj, type):
+        parts = [obj.__qualname__]
+        for base in obj.__bases__:
+            if base.__module__ == module:
+                parts.append(_fingerprint(base, seen))
+        for name, member in sorted(vars(obj).items()):
+            member = getattr(member, "__func__", member)  # staticmethod, classmethod
+            member = member.fget if isinstance(member, property) else member
+            if isinstance(member, types.FunctionType):
+                parts.append(f"{name}:{_fingerprint(member, seen)}")
+            elif isinstance(member, _PLAIN + (tuple, list, dict, set, frozenset)):
+                parts.append(f"{name}={_const_repr(member)}")
+        return "\n".join(parts)
+    if not isinstance(obj, types.FunctionType):
+        return getattr(obj, "__qualname__", type(obj).__qualname__)
+    parts = [_code_fingerprint(obj.__code__), _const_repr(obj.__defaults__),
+             _const_repr(obj.__kwdefaults__)]
+    for name in sorted(_global_names(obj.__code__)):
+        ref = obj.__globals__.get(name)
+        if isinstance(ref, (types.FunctionType, type)) and getattr(ref, "__module__", None) == module:
+            parts.append(f"{name}:{_fingerprint(ref, seen)}")
+        elif isinstance(ref, _PLAIN + (tuple, list, dict, set, frozenset)):
+            parts.append(f"{name}={_const_repr(ref)}")
+    return "\n".join(parts)
+
 
 def cache_key(config, fn=None):
     """The hex key of a configuration in this build (see :func:`cached`).
@@ -298,13 +363,10 @@ def cache_key(config, fn=None):
             f"cached needs a frozen dataclass configuration, got {type(config).__name__}; declare it "
             "with @dataclass(frozen=True) so it cannot change after hashing."
         )
-    try:
-        fn_source = inspect.getsource(fn) if fn is not None else ""
-    except (OSError, TypeError):
-        fn_source = getattr(fn, "__qualname__", repr(fn))
     parts = {
         "config": _config_json(config), "sources": _sources_digest(), "numpy": np.__version__,
-        "blas_threads": blas_threads(), "fn": fn_source,
+        "python": sys.version, "blas_threads": blas_threads(),
+        "fn": _fingerprint(fn, set()) if fn is not None else "",
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -324,9 +386,10 @@ def _write_atomic(path, write):
 def cached(config, build_and_train_fn, directory=None):
     """Return ``build_and_train_fn(config)``'s (model, history), training only on a cache miss.
 
-    The key hashes the configuration, the source of ``build_and_train_fn`` (when Python
-    can find it), every file of the attnbook package, NumPy's version and the BLAS thread
-    count, so results are never stale. Weights are stored as ``<ConfigName>-<key>.npz`` and the
+    The key hashes the configuration, the code of ``build_and_train_fn`` together with the
+    functions, classes and plain constants of its own module (a notebook, say) that it uses,
+    recursively, every file of the attnbook package, the Python and NumPy versions and the
+    BLAS thread count, so results are never stale. Weights are stored as ``<ConfigName>-<key>.npz`` and the
     history, the model's class and its configuration as ``<ConfigName>-<key>.json`` in
     :func:`cache_dir`.
 
