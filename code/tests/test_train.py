@@ -241,3 +241,14 @@ def test_cache_key_follows_what_the_training_function_uses():
     assert key(width=16) != base, "a constant the function reads"
     assert key(scale=3) != base, "a class attribute of a class the function uses"
     assert key(offset=2) != base, "a function called by a method of that class"
+
+
+def test_translation_run_names_its_changes():
+    from attnbook.recipes import translation_run
+
+    run = translation_run("additive", 64, seed=3, max_len=10)
+    assert (run.model.attention, run.model.d_enc, run.seed, run.max_len) == ("additive", 64, 3, 10)
+    with pytest.raises(ValueError, match="no field"):
+        translation_run("additive", 64, seed=0, max_length=10)
+    with pytest.raises(ValueError, match="positive integer"):
+        translation_run("additive", 0, seed=0)
