@@ -51,14 +51,18 @@ def parse(path: Path) -> Page:
     return page
 
 
+def site_pages(html: Path) -> list[Path]:
+    """Every page of the site built in ``html``."""
+    # _static holds the theme's template fragments, copied verbatim: not pages.
+    return [p for p in sorted(html.rglob("*.html")) if "_static" not in p.relative_to(html).parts]
+
+
 @pytest.fixture(scope="session")
 def site() -> dict[Path, Page]:
     if not (HTML / "index.html").exists():
         pytest.fail("No built site in _build/html: build it first (python3 dev.py book), "
                     "or run the whole test command (python3 dev.py test).")
-    # _static holds the theme's template fragments, copied verbatim: not pages.
-    pages = [p for p in sorted(HTML.rglob("*.html")) if "_static" not in p.relative_to(HTML).parts]
-    return {p: parse(p) for p in pages}
+    return {p: parse(p) for p in site_pages(HTML)}
 
 
 @pytest.fixture(scope="session")

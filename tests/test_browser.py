@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import HTML as BUILT, ROOT
+from conftest import HTML as BUILT, ROOT, site_pages as pages
 
 HTML = Path(os.environ.get("ATTNBOOK_SITE", BUILT))
 AXE = "axe-core@4.14.1"
@@ -82,11 +82,6 @@ def browser_tools():
     from tools import chromium
 
     return chromium
-
-
-def pages(html: Path) -> list[Path]:
-    # _static holds the theme's template fragments, copied verbatim: not pages.
-    return [p for p in sorted(html.rglob("*.html")) if "_static" not in p.relative_to(html).parts]
 
 
 def read(tab, url: str, axe_source: str | None, rules: list[str] | None = None) -> dict:
