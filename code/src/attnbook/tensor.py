@@ -15,7 +15,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["Tensor", "no_grad", "is_grad_enabled", "concatenate", "stack", "where"]
+__all__ = ["Tensor", "no_grad", "is_grad_enabled", "node", "requires_grad", "concatenate", "stack", "where"]
 
 _grad_enabled = True
 
@@ -100,6 +100,79 @@ def _make(data, parents, backward, op):
         t._backward = backward
     t._op = op
     return t
+
+
+def node(data, parents, backward, op="fused"):
+    """Wrap ``data`` as the result of an operation whose backward pass is written by hand.
+
+    This is the one way to add an operation to the autograd, used by every operation in
+    attnbook (``+``, ``@``, softmax, layer norm, a whole GRU layer, cross-entropy, ...).
+    The forward pass is ordinary NumPy on the parents' values; ``backward`` applies the
+    chain rule for this one operation.
+
+    Parameters
+    ----------
+    data : ndarray or scalar
+        The forward result (stored as float64 if it is not already an ndarray).
+    parents : sequence
+        The operation's inputs, in a fixed order: Tensors, and anything else (ndarrays,
+        scalars, None) that takes part but receives no gradient.
+    backward : callable
+        ``backward(g)`` receives the gradient of the loss with respect to ``data`` (an
+        ndarray of ``data``'s shape) and returns one gradient per parent, in the order of
+        ``parents``, each of that parent's shape, or None where none is needed. It is
+        called only if some Tensor parent requires a gradient; test ``requires_grad(x)``
+        inside it to skip gradients nobody needs.
+    op : str
+        A name for the node (shown by debugging tools).
+
+    Returns
+    -------
+    Tensor
+        A constant (``requires_grad=False``) if recording is off (``no_grad``) or no
+        Tensor parent requires a gradient; otherwise a node of the graph.
+
+    Examples
+    --------
+    The cube, with its derivative ``3 x^2``:
+
+    >>> def cube(x):
+    ...     return node(x.data ** 3, (x,), lambda g: (g * 3 * x.data ** 2,), "cube")
+    >>> x = Tensor([1.0, 2.0], requires_grad=True)
+    >>> cube(x).sum().backward()
+    >>> x.grad
+    array([ 3., 12.])
+
+    See Also
+    --------
+    gradcheck : check a hand-written backward pass against finite differences.
+    """
+    if not _grad_enabled or not any(isinstance(p, Tensor) and p.requires_grad for p in parents):
+        return _make(data, (), None, op)
+    if all(isinstance(p, Tensor) for p in parents):
+        return _make(data, tuple(parents), backward, op)
+    keep = [isinstance(p, Tensor) for p in parents]
+    tensors = tuple(p for p in parents if isinstance(p, Tensor))
+
+    def tensor_backward(g):
+        return [d for d, k in zip(backward(g), keep) if k]
+
+    return _make(data, tensors, tensor_backward, op)
+
+
+def requires_grad(x):
+    """True if ``x`` is a Tensor that needs a gradient (use it inside a ``backward``).
+
+    Examples
+    --------
+    >>> requires_grad(Tensor([1.0], requires_grad=True)), requires_grad(np.ones(2))
+    (True, False)
+
+    See Also
+    --------
+    node : where ``backward`` functions use it.
+    """
+    return isinstance(x, Tensor) and x.requires_grad
 
 
 def _as_tensor(x):
