@@ -88,3 +88,14 @@ def test_the_package_tests_run_on_two_cores():
     dev = dev_module()
     assert dev.PACKAGE_TESTS[:2] == ["-n", "2"]
     assert "pytest-xdist==" in (ROOT / "requirements-test.txt").read_text()
+
+
+def test_ci_installs_the_cpu_build_of_torch():
+    """The GitHub workflow runs the test command with PyTorch's CPU index, which dev.py uses."""
+    import yaml
+
+    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    step = next(s for s in ci["jobs"]["test"]["steps"] if s.get("run") == "python3 dev.py test")
+    assert step["env"]["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    source = (ROOT / "dev.py").read_text()
+    assert 'os.environ.get("TORCH_INDEX_URL")' in source and '"--index-url", index' in source
