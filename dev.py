@@ -32,9 +32,9 @@ STRICT = ["-W", "-n", "--keep-going"]
 # Every skip's reason printed (-rs); under CI=true a skip fails (tests/tools/no_silent_skips.py).
 PYTEST = ["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-p", "no_silent_skips"]
 PACKAGE_TESTS = ["-n", "2", "code"]  # both cores (pytest-xdist)
-# The CPU build of PyTorch, used only by the optional reference tests. Installed only when a
-# local wheel is available to pip (its find-links), never downloaded: the registry's default
-# build pulls several GB of CUDA libraries.
+# The CPU build of PyTorch, used only by the reference tests. Installed from a local wheel pip
+# can find (its find-links), or from the index in $TORCH_INDEX_URL (CI: PyTorch's CPU index),
+# never from the default index: its default build pulls several GB of CUDA libraries.
 TORCH = "torch==2.13.0"
 
 
