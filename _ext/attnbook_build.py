@@ -17,7 +17,8 @@ hashes are removed. The hash covers (see :func:`environment_inputs`):
   by path relative to it and content, so a moved checkout with the same sources hashes the same;
 - the files ``attnbook_hash_files`` (``code/pyproject.toml`` and the requirements files);
 - the Python version and the name and version of every distribution installed beside Sphinx
-  (the kernels run in the same environment), so an upgrade by hand counts too;
+  (the kernels run in the same environment), so an upgrade by hand counts too (pip,
+  setuptools and wheel aside: they install, and never run in a page);
 - ``attnbook_threads``, the BLAS thread count, which changes floating-point results.
 
 A build that warned or failed never leaves state that lets the next build pass: its saved
@@ -100,13 +101,17 @@ def source_digests(folder: Path) -> dict[str, str]:
     return found
 
 
+# Installers: dev.py upgrades pip whenever it installs, and none of them runs in a page.
+NOT_HASHED = {"pip", "setuptools", "wheel"}
+
+
 def installed_distributions() -> list[str]:
-    """``name==version`` of every distribution importable here, sorted."""
+    """``name==version`` of every distribution importable here (installers aside), sorted."""
     found = set()
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found.add(f"{name.lower().replace('_', '-')}=={dist.version}")
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name and name not in NOT_HASHED:
+            found.add(f"{name}=={dist.version}")
     return sorted(found)
 
 

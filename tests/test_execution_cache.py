@@ -91,7 +91,8 @@ def make_book(folder: Path, pages: dict[str, str], timeout: int = 120) -> Path:
 
 def build(book: Path, ok: bool = True) -> str:
     """Build ``book`` strictly; check that it passed (``ok``) or failed; return its log."""
-    env = dict(os.environ, PYTHONPATH=str(book / "pkg"))
+    # pkg: the package's sources (hashed); site: where the test installs a distribution.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(book / "pkg"), str(book / "site")]))
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(name, None)
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -183,6 +184,14 @@ def test_requirements_change_reexecutes(book: Path):
     changed = build(book)
     assert in_parallel(changed) == {"uses", "other"}
     assert "requirements.txt" in changed, "the log should say what changed"
+
+    # An upgrade by hand, the requirements untouched: a new distribution on the kernels' path.
+    info = book / "site" / "fakedist-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakedist\nVersion: 1.0\n")
+    installed = build(book)
+    assert in_parallel(installed) == {"uses", "other"}
+    assert "installed fakedist==1.0" in installed
 
 
 def test_a_warning_fails_every_unchanged_rebuild_too(tmp_path: Path):
