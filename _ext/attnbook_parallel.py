@@ -194,7 +194,12 @@ def execute_pages(app: Sphinx, env, docnames: list[str]) -> None:
     pages = pages_to_execute(env, docnames, cache)
     history_path = cache_path.parent / HISTORY_NAME
     history = load_history(history_path)
-    pages = schedule(pages, history, list(app.config.attnbook_execute_first))
+    first = list(app.config.attnbook_execute_first)
+    for docname in first:
+        if docname not in env.found_docs:
+            logger.warning(f"attnbook_execute_first: no page {docname!r}; check _config.yml",
+                           type="attnbook", subtype="parallel")
+    pages = schedule(pages, history, first)
     state = {"failed": {}, "uris": {str(p.path): p.docname for p in pages}}
     if not pages:
         state["records"] = {r.pk for r in cache.list_cache_records()}
