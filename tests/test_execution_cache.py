@@ -264,3 +264,17 @@ def test_a_page_myst_nb_reads_differently_is_reported(book: Path):
         "    attnbook_build:", f"    mangle: {book.as_posix()}\n    attnbook_build:"))
     log = build(book, ok=False)
     assert "myst-nb executed other itself" in log
+
+
+def test_longest_pages_start_first():
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        from attnbook_parallel import Page, schedule
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    pages = [Page(name, Path(f"{name}.md"), None, None, 60, False) for name in "abcde"]
+    history = {"b": {"seconds": 5.0}, "c": {"seconds": 50.0}, "e": {"seconds": 20.0}}
+    # Unmeasured pages named first (in that order), then measured ones by time, then the rest.
+    order = [p.docname for p in schedule(pages, history, first=["d", "a"])]
+    assert order == ["d", "a", "c", "e", "b"]
+    assert [p.docname for p in schedule(pages, {}, first=[])] == list("abcde")
