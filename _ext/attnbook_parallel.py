@@ -28,6 +28,10 @@ What keeps this equivalent to myst-nb executing the pages itself:
   gained, and it would go unnoticed), or it failed beside another page and passed alone (a race
   between pages, shown with its parallel traceback).
 
+- **Executed downloads.** myst-nb writes the ``.ipynb`` that readers download with outputs only
+  when it executed the page itself; for a page from the cache (every page, now) it is written
+  here, merged with the cached outputs (:func:`write_executed_notebooks`).
+
 Longest pages start first: by their last measured time (kept in
 ``_build/.jupyter_cache/execution-times.json`` across caches), else pages listed in
 ``attnbook_execute_first``, then the others in document order. The wall and CPU time of every
@@ -186,6 +190,8 @@ def execute_pages(app: Sphinx, env, docnames: list[str]) -> None:
     app.attnbook_parallel = None
     if env.mystnb_config.execution_mode != "cache":
         return
+    state = {"failed": {}, "uris": {}, "records": set(), "read": list(docnames)}
+    app.attnbook_parallel = state
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
@@ -200,10 +206,9 @@ def execute_pages(app: Sphinx, env, docnames: list[str]) -> None:
             logger.warning(f"attnbook_execute_first: no page {docname!r}; check _config.yml",
                            type="attnbook", subtype="parallel")
     pages = schedule(pages, history, first)
-    state = {"failed": {}, "uris": {str(p.path): p.docname for p in pages}}
+    state["uris"] = {str(p.path): p.docname for p in pages}
     if not pages:
         state["records"] = {r.pk for r in cache.list_cache_records()}
-        app.attnbook_parallel = state
         return
     workers = max(1, int(app.config.attnbook_execution_workers))
     logger.info(f"[attnbook] executing {len(pages)} page(s), {workers} at a time: "
@@ -245,7 +250,6 @@ def execute_pages(app: Sphinx, env, docnames: list[str]) -> None:
                 f"(CPU {total:.1f} s over the pages that passed)")
     history_path.write_text(json.dumps(history, indent=1, sort_keys=True) + "\n")
     state["records"] = {r.pk for r in cache.list_cache_records()}
-    app.attnbook_parallel = state
 
 
 def check_nothing_executed_twice(app: Sphinx, env) -> None:
@@ -276,9 +280,39 @@ def check_nothing_executed_twice(app: Sphinx, env) -> None:
             )
 
 
+def write_executed_notebooks(app: Sphinx, env) -> None:
+    """``env-updated``: give every page read from the cache its executed ``.ipynb``.
+
+    myst-nb 1.4 writes ``jupyter_execute/<page>.ipynb`` (which sphinx-book-theme offers as the
+    page's ``.ipynb`` download) from the notebook it read; it has outputs only when myst-nb
+    executed the page itself, in place. A page served from the cache, as every page now is,
+    would be offered without outputs. Write the notebook merged with its cached outputs.
+    """
+    state = getattr(app, "attnbook_parallel", None)
+    if state is None:
+        return
+    from jupyter_cache import get_cache
+
+    cache = get_cache(env.mystnb_config.execution_cache_path)
+    folder = Path(env.mystnb_config.output_folder)
+    for docname in state["read"]:
+        target = folder.joinpath(*(docname + ".ipynb").split("/"))
+        if not target.is_file():
+            continue
+        read = read_page(env, docname)
+        if read is None:
+            continue
+        try:
+            _, merged = cache.merge_match_into_notebook(read[0])
+        except KeyError:
+            continue  # not in the cache (a failed page): as myst-nb wrote it
+        target.write_text(nbformat.writes(merged), encoding="utf-8")
+
+
 def setup(app: Sphinx) -> dict:
     app.add_config_value("attnbook_execution_workers", 2, "")
     app.add_config_value("attnbook_execute_first", [], "")
     app.connect("env-before-read-docs", execute_pages)
     app.connect("env-updated", check_nothing_executed_twice)
+    app.connect("env-updated", write_executed_notebooks)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -7,6 +7,7 @@ own ``requirements.txt``. Every build is strict (``-W -n --keep-going``), as the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -120,6 +121,17 @@ def page_text(book: Path, name: str) -> str:
     return (book / "_build" / "html" / f"{name}.html").read_text()
 
 
+def outputs(path: Path) -> str:
+    """Every output of the notebook at ``path``, as text."""
+    return json.dumps([c.get("outputs", []) for c in json.loads(path.read_text())["cells"]])
+
+
+def download(book: Path, name: str) -> str:
+    """The outputs of the executed .ipynb that sphinx-book-theme offers for download (it copies
+    it into _sources where launch buttons are configured, as in the book)."""
+    return outputs(book / "_build" / "jupyter_execute" / f"{name}.ipynb")
+
+
 def ran(book: Path, name: str) -> tuple[float, float]:
     start, end = re.search(r"ran from ([\d.]+) to ([\d.]+)", page_text(book, name)).groups()
     return float(start), float(end)
@@ -144,6 +156,8 @@ def test_pages_execute_two_at_a_time_and_are_reused(book: Path):
     times = (book / "_build" / ".jupyter_cache" / "execution-times.json").read_text()
     assert '"uses"' in times and "cpu_seconds" in times
 
+    assert "value: first-value" in download(book, "uses"), "the .ipynb download has no outputs"
+
     again = build(book)
     assert in_parallel(again) | by_mystnb(again) == set(), "a rebuild with nothing changed executed"
     assert "value: first-value" in page_text(book, "uses")
@@ -154,6 +168,7 @@ def test_pages_execute_two_at_a_time_and_are_reused(book: Path):
     after_clean = build(book)
     assert in_parallel(after_clean) | by_mystnb(after_clean) == set()
     assert "value: first-value" in page_text(book, "uses")
+    assert "value: first-value" in download(book, "uses")
 
 
 def test_package_edit_in_a_moved_checkout_reexecutes(book: Path, tmp_path: Path):
@@ -278,3 +293,33 @@ def test_longest_pages_start_first():
     order = [p.docname for p in schedule(pages, history, first=["d", "a"])]
     assert order == ["d", "a", "c", "e", "b"]
     assert [p.docname for p in schedule(pages, {}, first=[])] == list("abcde")
+
+
+def test_downloads_from_the_cache_lack_outputs_upstream(tmp_path: Path):
+    """Why _ext/attnbook_parallel.py writes the executed .ipynb: myst-nb alone, a page from its
+    cache is offered for download without outputs. When an upgrade fixes this, this test
+    fails: remove write_executed_notebooks then."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text('extensions = ["myst_nb"]\nnb_execution_mode = "cache"\n')
+    (src / "index.md").write_text(PAGE.format(title="Page", code='print("an output")'))
+    executed = tmp_path / "out" / "jupyter_execute" / "index.ipynb"
+
+    def sphinx():
+        subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", str(src),
+                        str(tmp_path / "out" / "html")], check=True, capture_output=True)
+        return outputs(executed)
+
+    assert "an output" in sphinx()  # myst-nb executed the page in place
+    shutil.rmtree(tmp_path / "out" / "html")  # as dev.py clean: the cache stays
+    assert "an output" not in sphinx(), "myst-nb now writes cached outputs: drop the repair"
+
+
+def test_every_page_of_the_built_site_downloads_executed():
+    from conftest import HTML
+
+    notebooks = sorted((HTML / "_sources" / "book").glob("*.ipynb"))
+    assert notebooks, "no built site in _build/html: build it first (python3 dev.py book)"
+    for path in notebooks:
+        cells = json.loads(path.read_text())["cells"]
+        assert any(c.get("outputs") for c in cells), f"{path.name}: downloaded without outputs"
