@@ -58,20 +58,21 @@ sphinx:
     attnbook_execute_first: []
 """
 
-# Each page notes when it ran, so the tests can see that two pages ran at the same time.
-USES = """\
+# The two pages meet: each marks that it started and waits (a minute at most) for the other's
+# mark, so the output says whether they ran at the same time, however slowly kernels start.
+MEET = """\
 import os, time
+os.makedirs("rendezvous", exist_ok=True)
+open("rendezvous/{me}", "w").close()
+deadline = time.time() + 60
+while not os.path.exists("rendezvous/{other}") and time.time() < deadline:
+    time.sleep(0.05)
+print("{me} beside {other}:", os.path.exists("rendezvous/{other}"))"""
+USES = MEET.format(me="uses", other="other") + """
 import minipkg
-start = time.time()
-time.sleep(2)
-print("value:", minipkg.VALUE, "threads:", os.environ.get("OPENBLAS_NUM_THREADS"))
-print(f"ran from {start:.3f} to {time.time():.3f}")"""
-OTHER = """\
-import time
-start = time.time()
-time.sleep(2)
-print("independent", 6 * 7)
-print(f"ran from {start:.3f} to {time.time():.3f}")"""
+print("value:", minipkg.VALUE, "threads:", os.environ.get("OPENBLAS_NUM_THREADS"))"""
+OTHER = MEET.format(me="other", other="uses") + """
+print("independent", 6 * 7)"""
 
 
 def make_book(folder: Path, pages: dict[str, str], timeout: int = 120) -> Path:
@@ -94,6 +95,7 @@ def build(book: Path, ok: bool = True) -> str:
     """Build ``book`` strictly; check that it passed (``ok``) or failed; return its log."""
     # pkg: the package's sources (hashed); site: where the test installs a distribution.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(book / "pkg"), str(book / "site")]))
+    shutil.rmtree(book / "rendezvous", ignore_errors=True)  # the marks of an earlier build
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(name, None)
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -132,11 +134,6 @@ def download(book: Path, name: str) -> str:
     return outputs(book / "_build" / "jupyter_execute" / f"{name}.ipynb")
 
 
-def ran(book: Path, name: str) -> tuple[float, float]:
-    start, end = re.search(r"ran from ([\d.]+) to ([\d.]+)", page_text(book, name)).groups()
-    return float(start), float(end)
-
-
 def hash_folders(book: Path) -> list[str]:
     return sorted(p.name for p in (book / "_build" / ".jupyter_cache").iterdir() if p.is_dir())
 
@@ -150,8 +147,8 @@ def test_pages_execute_two_at_a_time_and_are_reused(book: Path):
     first = build(book)
     assert in_parallel(first) == {"uses", "other"}
     assert by_mystnb(first) == set(), "myst-nb executed a page the parallel step had executed"
-    (a0, a1), (b0, b1) = ran(book, "uses"), ran(book, "other")
-    assert a0 < b1 and b0 < a1, "the two pages did not run at the same time"
+    assert "uses beside other: True" in page_text(book, "uses"), "the pages ran one by one"
+    assert "other beside uses: True" in page_text(book, "other")
     assert "value: first-value threads: 1" in page_text(book, "uses")
     times = (book / "_build" / ".jupyter_cache" / "execution-times.json").read_text()
     assert '"uses"' in times and "cpu_seconds" in times
@@ -242,17 +239,23 @@ def test_execute_timeout_is_respected(tmp_path: Path):
     assert "CellTimeoutError" in (book / "_build" / "html" / "reports" / "hangs.err.log").read_text()
 
 
+# "second" fails when "first" runs at the same time, and passes alone (after half a minute).
 RACE_FIRST = """\
 import os, time
-open("busy", "w").close()
-time.sleep(5)
-os.remove("busy")"""
+os.makedirs("rendezvous", exist_ok=True)
+open("rendezvous/busy", "w").close()
+deadline = time.time() + 30
+while not os.path.exists("rendezvous/seen") and time.time() < deadline:
+    time.sleep(0.05)
+os.remove("rendezvous/busy")"""
 RACE_SECOND = """\
 import os, time
-deadline = time.time() + 10
-while time.time() < deadline and not os.path.exists("busy"):
-    time.sleep(0.1)
-assert not os.path.exists("busy"), "the other page is running"
+deadline = time.time() + 30
+while not os.path.exists("rendezvous/busy") and time.time() < deadline:
+    time.sleep(0.05)
+if os.path.exists("rendezvous/busy"):
+    open("rendezvous/seen", "w").close()
+    raise AssertionError("the other page is running")
 print("alone")"""
 
 
