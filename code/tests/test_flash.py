@@ -210,7 +210,8 @@ def test_flash_keeps_float32(rng):
     q, k, v = (rng.standard_normal((2, 70, 8)).astype(np.float32) for _ in range(3))
     out = flash_attention(q, k, v, mask=causal_mask(70), block_size=16)
     assert out.dtype == np.float32
-    ref, _ = scaled_dot_product_attention(*(a.astype(np.float64) for a in (q, k, v)), mask=causal_mask(70))
+    ref, _ = scaled_dot_product_attention(*(a.astype(np.float64) for a in (q, k, v)),
+                                          mask=causal_mask(70))
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 

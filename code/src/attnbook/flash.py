@@ -112,7 +112,7 @@ def flash_attention(q, k, v, mask=None, block_size=(128, 512)):
     T_q, T_k = q.shape[-2], k.shape[-2]
     if mask is not None:
         mask = check_mask(mask, batch + (T_q, T_k))
-        mask = mask.reshape((1,) * (2 - mask.ndim) + mask.shape)  # at least 2-D, (..., T_q|1, T_k|1)
+        mask = mask.reshape((1,) * (2 - mask.ndim) + mask.shape)  # (..., T_q or 1, T_k or 1)
     tiles = (B_r, B_c)
     out, lse = _forward(values(q), values(k), values(v), mask, tiles)
     if not ops.any_tensor(q, k, v):
@@ -216,7 +216,9 @@ def _backward(g, q, k, v, mask, out, lse, tiles):
     dq = np.zeros(batch + q.shape[-2:]) if want_q else None
     dk = np.zeros(batch + k.shape[-2:]) if want_k else None
     dv = np.zeros(batch + v.shape[-2:]) if want_v else None
-    s_buffer = np.empty(_score_batch(q, k, mask) + (min(B_r, T_q), min(B_c, T_k)))
+    tile = (min(B_r, T_q), min(B_c, T_k))
+    s_buffer = np.empty(_score_batch(q, k, mask) + tile)  # P, recomputed tile by tile
+    dp_buffer = np.empty(batch + tile)  # dP, then dS in place
     for j in range(0, T_k, B_c):  # key blocks outside (FlashAttention-2's backward order)
         cols = slice(j, min(j + B_c, T_k))
         k_j, v_j = k[..., cols, :], v[..., cols, :]  # (..., B_c, d_k), (..., B_c, d_v)
@@ -226,8 +228,8 @@ def _backward(g, q, k, v, mask, out, lse, tiles):
             if keep is not None and not keep.any():
                 continue  # P = 0 on this tile: it contributes nothing
             q_i = q[..., rows, :] * scale  # (..., B_r, d_k)
-            s = np.matmul(q_i, k_j.swapaxes(-1, -2),
-                          out=s_buffer[..., : q_i.shape[-2], : k_j.shape[-2]])
+            n_r, n_c = q_i.shape[-2], k_j.shape[-2]
+            s = np.matmul(q_i, k_j.swapaxes(-1, -2), out=s_buffer[..., :n_r, :n_c])
             if keep is not None:
                 np.copyto(s, -np.inf, where=~keep)
             p = np.exp(np.subtract(s, lse[..., rows, :], out=s), out=s)  # (..., B_r, B_c)
@@ -235,7 +237,7 @@ def _backward(g, q, k, v, mask, out, lse, tiles):
             if want_v:
                 dv[..., cols, :] += p.swapaxes(-1, -2) @ g_i  # P^T dO
             if want_q or want_k:
-                dp = g_i @ v_j.swapaxes(-1, -2)  # (..., B_r, B_c) = dO V^T
+                dp = np.matmul(g_i, v_j.swapaxes(-1, -2), out=dp_buffer[..., :n_r, :n_c])  # dO V^T
                 ds = np.multiply(p, np.subtract(dp, D[..., rows, :], out=dp), out=dp)
                 if want_q:
                     dq[..., rows, :] += ds @ k_j  # scaled once, below
