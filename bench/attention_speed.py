@@ -10,7 +10,8 @@ reported as the best of N, so that load from other processes hits both sides ali
    pass on ndarrays (target: time <= 1.0x, peak memory <= 5 %) and forward + backward on
    Tensors (target: peak memory <= 10 %; time shown). attnbook's peak memory is measured
    with tracemalloc (NumPy reports its buffers to it), torch's as the growth of the
-   resident set. ``--flash-T`` and ``--flash-batches`` change the sizes.
+   resident set. ``--flash-T`` and ``--flash-batches`` change the sizes. Before it, the
+   training peak memory of both at batch 1 for T = 256 ... 4096 (target at T = 2048: <= 10 %).
 3. Forward and backward of ``multi_head_attention`` on Tensors, (16, 32, 64), 4 heads, causal
    mask, against PyTorch eager autograd (the faster of the fused
    ``F.scaled_dot_product_attention`` and the written-out math).        target: ratio <= 1.5
@@ -262,6 +263,32 @@ def bench_flash(report, rng, T=4096, d=64, batches=(1, 8)):
               f"| {torch_memory} | {memory[phase, 'flash'] / memory[phase, 'plain']:.3f} |")
 
 
+def bench_flash_memory(report, rng, lengths=(256, 512, 1024, 2048, 4096), d=64):
+    """Training memory (forward + backward on Tensors, float64, batch 1) as T grows."""
+    print(f"\n2b. training peak memory (tracemalloc), forward + backward, (T, {d}) float64")
+
+    def training_peak(attend, T):
+        q, k, v = (ab.Tensor(x, requires_grad=True) for x in rng.standard_normal((3, T, d)))
+        w = rng.standard_normal((T, d))
+        return peak_bytes(lambda: (attend(q, k, v) * w).sum().backward())
+
+    flash, plain = [], []
+    for T in lengths:
+        flash.append(training_peak(ab.flash_attention, T))
+        plain.append(training_peak(lambda *ts: ab.scaled_dot_product_attention(*ts)[0], T))
+    print("\n  | T | flash | plain | flash / plain |")
+    print("  |---:|---:|---:|---:|")
+    for T, f, p in zip(lengths, flash, plain):
+        print(f"  | {T} | {f / 2**20:.2f} MiB | {p / 2**20:.1f} MiB | {f / p:.3f} |")
+    slopes = [np.polyfit(np.log(lengths[-3:]), np.log(m[-3:]), 1)[0] for m in (flash, plain)]
+    print(f"  growth exponent over the last three lengths: flash {slopes[0]:.2f}, "
+          f"plain {slopes[1]:.2f}")
+    if 2048 in lengths:
+        n = lengths.index(2048)
+        report.ratio("training peak memory at T = 2048", flash[n], plain[n],
+                     TARGETS["flash_training_memory"], unit="MiB", scale=1 / 2**20)
+
+
 def bench_mha(report, rng, B=16, T=32, d=64, n_heads=4):
     print(f"\n3. multi_head_attention forward + backward, ({B}, {T}, {d}), {n_heads} heads, causal")
     x = rng.standard_normal((B, T, d))
@@ -323,6 +350,7 @@ def main():
             print(f"\n{name}: skipped (torch is not installed)")
             continue
         if name == "flash":
+            bench_flash_memory(report, rng)
             bench(report, rng, T=ARGS.flash_T, batches=ARGS.flash_batches)
         else:
             bench(report, rng)
