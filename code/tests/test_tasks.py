@@ -1,6 +1,5 @@
 """Tests of attnbook.tasks: vocabularies, toy translation, copy/reverse/sort, the toy-English corpus."""
 
-import doctest
 from collections import Counter
 
 import numpy as np
@@ -28,7 +27,7 @@ from attnbook.tasks import (
     symbol_vocab,
     translate,
 )
-from attnbook.tasks import grammar, sequences, translation, vocab
+from attnbook.tasks import translation
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -420,10 +419,3 @@ def test_lm_windows_random_training_windows():
 def test_lm_windows_rejects_bad_input(args, kwargs):
     with pytest.raises(ValueError):
         lm_windows(*args, **kwargs)
-
-
-@pytest.mark.parametrize("module", [vocab, translation, sequences, grammar], ids=lambda m: m.__name__)
-def test_docstring_examples(module):
-    # The package's doctests also run here, so the suite's own command checks them.
-    failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert tried > 0 and failures == 0
