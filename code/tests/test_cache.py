@@ -75,7 +75,9 @@ def test_cached_trains_once_and_returns_the_identical_model(tmp_path, monkeypatc
     again, history2 = cached(Run(), fn)
     assert len(trained) == 1
     assert type(again) is Seq2Seq and again.config == model.config
-    for (name, a), (_, b) in zip(model.named_parameters(), again.named_parameters()):
+    pairs = list(zip(model.named_parameters(), again.named_parameters(), strict=True))
+    assert pairs
+    for (name, a), (_, b) in pairs:
         np.testing.assert_array_equal(a.data, b.data, err_msg=name)
     assert history2 == History(**json.loads(history.to_json()))
     src = np.array([[4, 5, 6]])

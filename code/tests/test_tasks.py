@@ -151,7 +151,7 @@ def _undo_adjective_swaps(src_words, alignment):
 def test_sampled_pairs_agree_with_their_alignment(seed, bounds):
     min_len, max_len = bounds[0], min(bounds[0] + bounds[1], MAX_LEN)
     data = make_dataset(np.random.default_rng(seed), 20, min_len, max_len)
-    assert data.src_vocab is SRC_VOCAB and data.tgt_vocab is TGT_VOCAB
+    assert len(data) == 20 and data.src_vocab is SRC_VOCAB and data.tgt_vocab is TGT_VOCAB
     for src, tgt, align in zip(data.src, data.tgt, data.align):
         assert min_len <= len(src) <= max_len
         assert src.min() >= 4 and src.max() < len(SRC_VOCAB)  # closed, no special tokens

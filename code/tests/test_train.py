@@ -71,10 +71,34 @@ def test_public_names_have_examples_and_a_chapter(name):
     import importlib
 
     module = importlib.import_module(f"attnbook.{name}")
+    checked = 0
     for public in module.__all__:
         obj = getattr(module, public)
         if not callable(obj) or getattr(obj, "__module__", "") != module.__name__:
             continue
+        checked += 1
         doc = obj.__doc__ or ""
         assert ">>>" in doc, f"{name}.{public} has no doctested example"
         assert "See Also" in doc, f"{name}.{public} has no See Also section"
+    assert checked > 0, f"attnbook.{name} defines none of its public names"
+
+
+@pytest.mark.parametrize("module_name", ["attnbook.train", "attnbook.cache", "attnbook.runtime",
+                                         "book_recipes.rnn_translation",
+                                         "book_recipes.transformer_translation"])
+def test_public_names_name_the_chapter_that_teaches_them(module_name):
+    import importlib
+    import re
+
+    module = importlib.import_module(module_name)
+    checked = 0
+    for public in module.__all__:
+        obj = getattr(module, public)
+        if not callable(obj) or getattr(obj, "__module__", "") != module.__name__:
+            continue
+        checked += 1
+        doc = obj.__doc__ or ""
+        assert ">>>" in doc, f"{module_name}.{public} has no doctested example"
+        see_also = doc.partition("See Also")[2]
+        assert re.search(r"Chapter \d, \*[^*]+\*", see_also), f"{module_name}.{public} names no chapter"
+    assert checked > 0
