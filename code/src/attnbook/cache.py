@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import tempfile
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -150,8 +150,7 @@ def _write_atomic(path, write):
 def _key_lock(path):
     """Hold an exclusive lock on ``path`` (created if missing); other holders wait."""
     if fcntl is None:  # pragma: no cover - Windows
-        with nullcontext():
-            yield
+        yield
         return
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # blocks while another process trains this key
