@@ -17,8 +17,9 @@ from .softmax import log_softmax, softmax
 from .tensor import Tensor, concatenate, no_grad, stack, where
 
 # The training stack and the data the book trains on, as submodules: attnbook.nn, attnbook.rnn, ...
-from . import (batching, decoding, losses, metrics, nn, optim, recipes, rnn, style, tasks, train,
-               transformer)
+# (The book's training recipes are not part of the package: see the book_recipes package.)
+from . import (batching, cache, decoding, losses, metrics, nn, optim, rnn, runtime, style, tasks,
+               train, transformer)
 
 __all__ = [
     "__version__",
