@@ -170,7 +170,7 @@ def test_cached_errors(tmp_path):
 
 # ------------------------------------------------------------- docstring examples
 
-TRAINING_MODULES = ["nn", "rnn", "transformer", "losses", "optim", "decoding", "train"]
+TRAINING_MODULES = ["init", "kvcache", "nn", "dropout", "rnn", "transformer", "losses", "optim", "decoding", "train"]
 
 
 @pytest.mark.parametrize("name", TRAINING_MODULES)

@@ -17,8 +17,8 @@ from .softmax import log_softmax, softmax
 from .tensor import Tensor, concatenate, no_grad, stack, where
 
 # The training stack and the data the book trains on, as submodules: attnbook.nn, attnbook.rnn, ...
-from . import (batching, decoding, losses, metrics, nn, optim, recipes, rnn, style, tasks, train,
-               transformer)
+from . import (batching, decoding, dropout, init, kvcache, losses, metrics, nn, optim, recipes, rnn,
+               style, tasks, train, transformer)
 
 __all__ = [
     "__version__",
