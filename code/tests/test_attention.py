@@ -128,49 +128,64 @@ def test_mask_and_bias_may_carry_the_batch_axes(rng):
         np.testing.assert_allclose(w, ref_w, rtol=1e-12, atol=1e-300)
 
 
-@given(seeds, st.integers(2, 8))
-def test_causality_future_tokens_do_not_change_the_past(seed, T):
+@st.composite
+def nested_batches(draw, n):
+    """A batch shape and n shapes that broadcast to it without enlarging it."""
+    full = draw(batch_shapes())
+    return (full,) + tuple(draw(batch_shapes(of=full)) for _ in range(n))
+
+
+@given(seeds, st.integers(2, 8), nested_batches(2), st.sampled_from([2, 1]))
+def test_causality_future_tokens_do_not_change_the_past(seed, T, batches, n_kv_heads):
+    """Batched tokens with a mask and a bias of their own batch shapes, any n_kv_heads."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((T, 4))
-    W, b = mha_weights(rng, 4, 4)
+    x_b, mask_b, bias_b = batches
+    x = rng.standard_normal(x_b + (T, 4))
+    W, b = mha_weights(rng, 4, 4, biases=True)
+    W["W_k"], W["W_v"], b["b_k"], b["b_v"] = (a[..., : 2 * n_kv_heads] for a in (W["W_k"], W["W_v"], b["b_k"], b["b_v"]))
+    mask = np.broadcast_to(causal_mask(T), mask_b + (T, T))
+    bias = rng.standard_normal(bias_b + (2, T, T))
     t = int(rng.integers(1, T))  # perturb token t; outputs before t must not move
     y = x.copy()
-    y[t:] += rng.standard_normal((T - t, 4))
-    out_x, _ = run_mha(x, W, b, 2, mask=causal_mask(T))
-    out_y, _ = run_mha(y, W, b, 2, mask=causal_mask(T))
-    np.testing.assert_array_equal(out_x[:t], out_y[:t])
-    assert not np.allclose(out_x[t:], out_y[t:])
+    y[..., t:, :] += rng.standard_normal(x_b + (T - t, 4))
+    out_x, _ = run_mha(x, W, b, 2, mask=mask, bias=bias, n_kv_heads=n_kv_heads)
+    out_y, _ = run_mha(y, W, b, 2, mask=mask, bias=bias, n_kv_heads=n_kv_heads)
+    np.testing.assert_array_equal(out_x[..., :t, :], out_y[..., :t, :])
+    assert not np.allclose(out_x[..., t:, :], out_y[..., t:, :])
 
 
-@given(seeds, st.integers(1, 6), st.integers(1, 4))
-def test_padding_invariance(seed, T, n_pad):
+@given(seeds, st.integers(1, 6), st.integers(1, 4), attention_batches())
+def test_padding_invariance(seed, T, n_pad, batches):
+    """Padded keys and values change nothing; q, k, v and the mask have their own batch shapes."""
     rng = np.random.default_rng(seed)
-    q, k, v = rng.standard_normal((T, 3)), rng.standard_normal((T, 3)), rng.standard_normal((T, 2))
+    q_b, k_b, v_b, mask_b, _ = batches
+    q, k, v = rng.standard_normal(q_b + (T, 3)), rng.standard_normal(k_b + (T, 3)), rng.standard_normal(v_b + (T, 2))
     out, w = scaled_dot_product_attention(q, k, v)
-    k_pad = np.concatenate([k, 100 * rng.standard_normal((n_pad, 3))])
-    v_pad = np.concatenate([v, 100 * rng.standard_normal((n_pad, 2))])
-    mask = padding_mask([T], T + n_pad)[0]  # (1, T + n_pad)
+    k_pad = np.concatenate([k, 100 * rng.standard_normal(k_b + (n_pad, 3))], axis=-2)
+    v_pad = np.concatenate([v, 100 * rng.standard_normal(v_b + (n_pad, 2))], axis=-2)
+    mask = np.broadcast_to(padding_mask([T], T + n_pad)[0], mask_b + (1, T + n_pad))
     out_pad, w_pad = scaled_dot_product_attention(q, k_pad, v_pad, mask=mask)
     np.testing.assert_allclose(out_pad, out, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(w_pad[:, :T], w, rtol=1e-12)
-    assert np.all(w_pad[:, T:] == 0.0)
+    np.testing.assert_allclose(w_pad[..., :T], np.broadcast_to(w, w_pad[..., :T].shape), rtol=1e-12)
+    assert np.all(w_pad[..., T:] == 0.0)
 
 
-@given(seeds, st.integers(2, 7))
-def test_self_attention_is_permutation_equivariant_until_positions_are_added(seed, T):
+@given(seeds, st.integers(2, 7), batch_shapes(), st.sampled_from([2, 1]))
+def test_self_attention_is_permutation_equivariant_until_positions_are_added(seed, T, x_b, n_kv_heads):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((T, 8))
+    x = rng.standard_normal(x_b + (T, 8))
     W, b = mha_weights(rng, 8, 8, biases=True)
+    W["W_k"], W["W_v"], b["b_k"], b["b_v"] = (a[..., : 4 * n_kv_heads] for a in (W["W_k"], W["W_v"], b["b_k"], b["b_v"]))
     perm = np.roll(np.arange(T), 1)  # a permutation that moves every token
-    out, w = run_mha(x, W, b, 2)
-    out_p, w_p = run_mha(x[perm], W, b, 2)
-    np.testing.assert_allclose(out_p, out[perm], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(w_p, w[:, perm][:, :, perm], rtol=1e-10, atol=1e-12)
+    out, w = run_mha(x, W, b, 2, n_kv_heads=n_kv_heads)
+    out_p, w_p = run_mha(x[..., perm, :], W, b, 2, n_kv_heads=n_kv_heads)
+    np.testing.assert_allclose(out_p, out[..., perm, :], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(w_p, w[..., perm, :][..., perm], rtol=1e-10, atol=1e-12)
     # With positions added, permuting the tokens is no longer just a relabelling.
     pe = sinusoidal_positions(T, 8)
-    out_pe, _ = run_mha(x + pe, W, b, 2)
-    out_pe_p, _ = run_mha(x[perm] + pe, W, b, 2)
-    assert not np.allclose(out_pe_p, out_pe[perm], atol=1e-6)
+    out_pe, _ = run_mha(x + pe, W, b, 2, n_kv_heads=n_kv_heads)
+    out_pe_p, _ = run_mha(x[..., perm, :] + pe, W, b, 2, n_kv_heads=n_kv_heads)
+    assert not np.allclose(out_pe_p, out_pe[..., perm, :], atol=1e-6)
 
 
 def test_sdpa_keeps_float32(rng):
@@ -263,7 +278,7 @@ def repeat_kv_heads(W, n_kv_heads, group):
     return np.repeat(W, group, axis=-2).reshape(*W.shape[:-3], n_kv_heads * group * d_head)
 
 
-def reference_heads(query, key, value, W, b, n_heads, n_kv_heads, mask, bias):
+def reference_heads(query, key, value, W, b, n_heads, n_kv_heads, mask, bias, per_head_mask=False):
     """A loop over query heads with naive attention; head h reads key/value head h // group."""
     Q, K, V = (x @ W[n] + b.get(bn, 0.0) for x, n, bn in
                ((query, "W_q", "b_q"), (key, "W_k", "b_k"), (value, "W_v", "b_v")))
@@ -272,17 +287,18 @@ def reference_heads(query, key, value, W, b, n_heads, n_kv_heads, mask, bias):
     for h in range(n_heads):
         j = h // group
         b_h = None if bias is None else bias[..., h if bias.shape[-3] > 1 else 0, :, :]
+        m_h = mask[..., h, :, :] if per_head_mask else mask
         o, w = naive_attention(Q[..., h * d_head:(h + 1) * d_head], K[..., j * d_head:(j + 1) * d_head],
-                               V[..., j * d_v_head:(j + 1) * d_v_head], mask, b_h)
+                               V[..., j * d_v_head:(j + 1) * d_v_head], m_h, b_h)
         heads.append(o)
         weights.append(w)
     return np.concatenate(heads, -1) @ W["W_o"] + b.get("b_o", 0.0), weights
 
 
 @given(seeds, st.sampled_from([(4, 4), (4, 2), (4, 1), (2, 2), (2, 1)]), attention_batches(),
-       st.integers(1, 4), st.integers(1, 5), st.booleans(), st.booleans())
+       st.integers(1, 4), st.integers(1, 5), st.sampled_from(["none", "shared", "per head"]), st.booleans())
 def test_multi_head_with_broadcast_batches_matches_a_loop_over_heads(seed, heads, batches, T_q, T_k,
-                                                                    with_mask, with_bias):
+                                                                    mask_kind, with_bias):
     """Query, key, value, mask and bias of different but compatible batch shapes, any n_kv_heads."""
     rng = np.random.default_rng(seed)
     n_heads, n_kv_heads = heads
@@ -295,11 +311,17 @@ def test_multi_head_with_broadcast_batches_matches_a_loop_over_heads(seed, heads
         b[n] = b[n][: n_kv_heads * d_head]
     query = rng.standard_normal(q_b + (T_q, 5))
     key, value = rng.standard_normal(k_b + (T_k, 5)), rng.standard_normal(v_b + (T_k, 5))
-    mask = random_mask(rng, mask_b + (T_q, T_k)) if with_mask else None
+    mask = None
+    if mask_kind == "shared":  # one mask for every head: gets a head axis
+        mask = random_mask(rng, mask_b + (T_q, T_k))
+    elif mask_kind == "per head":  # every axis of the multi-head scores, batch axes of size 1 allowed
+        batch = np.broadcast_shapes(q_b, k_b, v_b)
+        mask = random_mask(rng, tuple(n if rng.random() < 0.5 else 1 for n in batch) + (n_heads, T_q, T_k))
     bias = rng.standard_normal(bias_b + (n_heads, T_q, T_k)) if with_bias else None
     out, w = multi_head_attention(query, key, value, W["W_q"], W["W_k"], W["W_v"], W["W_o"], n_heads,
                                   n_kv_heads=n_kv_heads, mask=mask, bias=bias, **b)
-    ref, ref_w = reference_heads(query, key, value, W, b, n_heads, n_kv_heads, mask, bias)
+    ref, ref_w = reference_heads(query, key, value, W, b, n_heads, n_kv_heads, mask, bias,
+                                 per_head_mask=mask_kind == "per head")
     np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
     for h in range(n_heads):
         np.testing.assert_allclose(w[..., h, :, :], np.broadcast_to(ref_w[h], w[..., h, :, :].shape),
