@@ -18,8 +18,8 @@ from .tensor import Tensor, concatenate, no_grad, stack, where
 
 # The training stack and the data the book trains on, as submodules: attnbook.nn, attnbook.rnn, ...
 # (The book's training recipes are not part of the package: see the book_recipes package.)
-from . import (batching, cache, decoding, losses, metrics, nn, optim, rnn, runtime, style, tasks,
-               train, transformer)
+from . import (batching, cache, decoding, dropout, init, kvcache, losses, metrics, nn, optim, rnn,
+               runtime, style, tasks, train, transformer)
 
 __all__ = [
     "__version__",

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tensor as _t
-from .nn import Embedding, Linear, Module, fan_in_uniform, token_ids, uniform
+from ._checks import token_ids
+from .init import fan_in_uniform, uniform
+from .nn import Embedding, Linear, Module
 from .scores import cosine_score, dot_score, general_score, scaled_dot_score
 from .softmax import softmax
 from .tasks.vocab import BOS
