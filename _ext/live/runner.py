@@ -193,8 +193,9 @@ def install_model_hook() -> str:
                     raise OSError(f"{entry['stem']}.{suffix}: damaged download (sha256 mismatch)")
                 with open(path, "wb") as out:
                     out.write(data)
+        size = f"{entry['bytes'] / 1e6:.1f} MB" if entry["bytes"] >= 1e5 else f"{entry['bytes'] / 1e3:.0f} kB"
         _send("note", {"text": f"Loaded the {label} model this page's build trained "
-                               f"({entry['bytes'] / 1e6:.1f} MB) instead of training it here: "
+                               f"({size}) instead of training it here: "
                                "the model is the one the page describes."})
         return entry["stem"].split("-", 1)[1]
 
