@@ -455,3 +455,58 @@ def test_the_controls_and_outputs_pass_axe(chapter5, scheme):
     problems = [f"[{v['impact']}] {v['id']}: {v['help']} at {', '.join(n['target'] for n in nodes[:3])}"
                 for v in violations if (nodes := blocking(v))]
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_the_harness_sees_what_a_worker_requests(tmp_path):
+    """The checks above rely on seeing the runner's worker's requests: a worker that reaches
+    out, and one that asks for a missing file, must both be caught."""
+    (tmp_path / "w.js").write_text('fetch("https://example.invalid/from-worker").catch(() => {});\n'
+                                   'fetch("missing-from-worker.txt");\n')
+    (tmp_path / "index.html").write_text(
+        '<!DOCTYPE html><html lang="en"><head><title>Worker</title></head><body><main><h1>Worker</h1>'
+        '<script>new Worker("w.js")</script></main></body></html>')
+    tools = browser_tools()
+    path = tools.find_chromium()
+    if path is None:
+        pytest.skip("no Chromium found")
+    with tools.serve(tmp_path) as base, tools.launch(path) as b:
+        tab = b.new_tab(base)
+        visit = tab.open(f"{base}/index.html")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (visit.outside_requests and visit.failed_requests):
+            tab.evaluate("new Promise(r => setTimeout(r, 100))")
+    assert visit.outside_requests == ["https://example.invalid/from-worker"]
+    assert any("missing-from-worker.txt" in f and "404" in f for f in visit.failed_requests), visit.failed_requests
+
+
+@pytest.mark.slow
+def test_the_tiny_book_runs_live_with_glue_removed_cells_and_build_weights(tmp_path):
+    """tests/live_book: a removed setup cell with glue, a hidden cell, a plot, a model trained
+    through cached; built here, then run in the browser."""
+    tools = browser_tools()
+    path = tools.find_chromium()
+    if path is None:
+        pytest.skip("no Chromium found")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    env = dict(__import__("os").environ, ATTNBOOK_CACHE_DIR=str(tmp_path / "models"))
+    subprocess.run([str(jb), "build", str(ROOT / "tests" / "live_book"), "--path-output", str(tmp_path),
+                    "-W", "-n", "--keep-going"], check=True, capture_output=True, env=env, cwd=ROOT)
+    html = tmp_path / "_build" / "html"
+    with tools.serve(html) as base, tools.launch(path) as b:
+        tab = b.new_tab(base)
+        visit = tab.open(f"{base}/page.html")
+        views = tab.evaluate(VIEWS)
+        assert len(views) == 4  # the two removed cells have no place on the page
+        tab.evaluate("window.liveCode.runAll().then(() => true)", timeout=300)
+        outs = [tab.evaluate(LIVE_OUTPUT % v["index"]) for v in views]
+        last = views[-1]
+        tab.evaluate(SET_SOURCE % (last["index"], json.dumps("from myst_nb import GLUED\nprint(GLUED['answer'])")))
+        glued = run_cell(tab, last["index"])
+    assert not [o["errors"] for o in outs if o["errors"]]
+    assert normalise(outs[0]["text"]) == normalise(views[0]["build"])  # uses the removed cell's secret
+    assert normalise(outs[3]["text"]) == normalise(views[3]["build"])  # the build's model
+    assert any("TinyRun model this page's build trained" in n for n in outs[3]["notes"])
+    assert outs[2]["images"] == [True]
+    assert glued["text"].strip() == "42"
+    assert not visit.outside_requests and not visit.failed_requests and not visit.console_errors, visit
