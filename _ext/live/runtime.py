@@ -144,11 +144,22 @@ def package_files(entries: list[dict], source: str, cache: Path) -> dict[str, by
                     pass
     elif source == "release":
         origin = RELEASE_URL
-        with tarfile.open(_release_tarball(cache)) as tar:
-            for member in tar:
-                name = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and name in wanted and name not in found:
-                    found[name] = tar.extractfile(member).read()
+        # The tarball holds every package Pyodide builds (hundreds of MB): keep only the files
+        # needed (checked again at every build), not the tarball.
+        kept = cache / "release-files"
+        found = {n: (kept / n).read_bytes() for n in wanted if (kept / n).exists()}
+        if set(found) != set(wanted):
+            tarball = _release_tarball(cache)
+            with tarfile.open(tarball) as tar:
+                for member in tar:
+                    name = member.name.rsplit("/", 1)[-1]
+                    if member.isfile() and name in wanted and name not in found:
+                        found[name] = tar.extractfile(member).read()
+            kept.mkdir(exist_ok=True)
+            for name, data in found.items():
+                if sha256(data) == wanted[name]:
+                    (kept / name).write_bytes(data)
+            tarball.unlink()
     else:
         raise RuntimeError_(f"unknown Pyodide source {source!r}: use one of {SOURCES}")
     missing = sorted(set(wanted) - set(found))
