@@ -159,8 +159,18 @@ PYODIDE_TESTS = ["test_softmax_masks.py", "test_scores.py", "test_attention.py",
                  "test_norm.py", "test_positions.py", "test_flash.py", "test_losses.py", "test_nn.py",
                  "test_optim.py", "test_train.py", "test_batching.py", "test_tasks.py",
                  "test_decoding.py", "test_metrics.py"]
-# Tests that cannot pass in the browser, each with the reason (found by this test).
-PYODIDE_KNOWN = {}
+# Tests that fail in the browser, each with the reason (found by this test; reported, not fixed
+# here: attnbook belongs to its authors). Pyodide is wasm32, where NumPy's default integer is
+# int32: an array made with dtype=np.int64 prints "dtype=int64", which these docstring
+# examples do not expect. The values are the same.
+INT64_REPR = "prints int64 arrays: 'dtype=int64' is shown on wasm32, whose default integer is int32"
+PYODIDE_KNOWN = {
+    "test_batching.py::test_docstring_examples[attnbook.batching]": INT64_REPR,
+    "test_tasks.py::test_docstring_examples[attnbook.tasks.vocab]": INT64_REPR,
+    "test_tasks.py::test_docstring_examples[attnbook.tasks.translation]": INT64_REPR,
+    "test_tasks.py::test_docstring_examples[attnbook.tasks.sequences]": INT64_REPR,
+    "test_tasks.py::test_docstring_examples[attnbook.tasks.grammar]": INT64_REPR,
+}
 
 PYODIDE_SCRIPT = """
 import glob, sys, sysconfig, zipfile
@@ -168,10 +178,9 @@ site = sysconfig.get_paths()["purelib"]
 for wheel in glob.glob("/host/wheels/*.whl"):
     zipfile.ZipFile(wheel).extractall(site)
 import pytest
-args = sys.argv[1:] if len(sys.argv) > 1 else []
 raise SystemExit(int(pytest.main(["-q", "-p", "no:cacheprovider", "--import-mode=importlib",
-    "-o", "addopts=", "--capture=sys", "-rfE", "--tb=short", "-m", "not slow", "--hypothesis-seed=0",
-    *[f"--deselect=/host/tests/{t}" for t in DESELECT], *[f"/host/tests/{t}" for t in TESTS]])))
+    "-o", "addopts=", "--capture=sys", "-rf", "--tb=short", "-m", "not slow", "--hypothesis-seed=0",
+    *[f"/host/tests/{t}" for t in TESTS]])))
 """
 
 
@@ -191,11 +200,18 @@ def test_attnbook_passes_its_tests_on_the_browsers_python(site_runtime, tmp_path
     for wheel in [*wheels.glob("*.whl"), *(LIVE / "wheels").glob("*.whl")]:
         shutil.copy(wheel, host / "wheels")
     script = tmp_path / "run.py"
-    script.write_text(f"TESTS = {PYODIDE_TESTS!r}\nDESELECT = {sorted(PYODIDE_KNOWN)!r}\n" + PYODIDE_SCRIPT)
+    script.write_text(f"TESTS = {PYODIDE_TESTS!r}\n" + PYODIDE_SCRIPT)
     result = subprocess.run([node, str(ROOT / "tests" / "tools" / "pyodide_node.mjs"), str(LIVE / "pyodide"),
-                             str(script), str(host)], capture_output=True, text=True, timeout=1200)
-    tail = (result.stdout + result.stderr)[-6000:]
-    assert result.returncode == 0, f"attnbook's tests fail in Pyodide:\n{tail}"
+                             str(script), str(host)], capture_output=True, text=True, timeout=1800)
+    output = result.stdout + result.stderr
+    failed = set(re.findall(r"^FAILED \S*?host/tests/(\S+)", output, re.MULTILINE))
+    summary = re.findall(r"^=* ?(\d+ (?:passed|failed).*?)(?: in [\d.]+s.*)?=*$", output, re.MULTILINE)
+    print(f"\n[live] attnbook's tests in Pyodide: {summary[-1] if summary else output[-300:]}")
+    assert summary and re.search(r"\d+ passed", summary[-1]), f"the tests did not run:\n{output[-4000:]}"
+    new = failed - set(PYODIDE_KNOWN)
+    assert not new, f"attnbook's tests fail in Pyodide:\n{output[-6000:]}"
+    fixed = set(PYODIDE_KNOWN) - failed
+    assert not fixed, f"these pass in Pyodide now: remove them from PYODIDE_KNOWN: {sorted(fixed)}"
 
 
 # ---- the chapters in headless Chromium, network cut -----------------------------------------

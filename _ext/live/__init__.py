@@ -23,7 +23,8 @@ does:
 
 Configuration (``sphinx: config:``): ``live_pyodide_source`` (``pypi`` or ``release``; the
 environment variable ``ATTNBOOK_PYODIDE_SOURCE`` overrides it), ``live_cache_dir`` (download
-cache, default ``.cache/pyodide``), ``live_packages_dir`` (``code/src``).
+cache, default ``.cache/pyodide`` of the repository holding this extension),
+``live_packages_dir`` (default its ``code/src``). Relative paths are taken from the book's folder.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import wheel  # noqa: E402
 
 logger = logging.getLogger(__name__)
 OUT = "_live"
+REPOSITORY = HERE.parents[1]
 STATIC = ("live.js", "live.css", "worker.js", "runner.py")
 
 
@@ -130,12 +132,12 @@ def write_runtime(app: Sphinx, exception) -> None:
     source = os.environ.get("ATTNBOOK_PYODIDE_SOURCE") or app.config.live_pyodide_source
     try:
         sizes = runtime.assemble(out / "pyodide", source, root / app.config.live_cache_dir)
-    except (runtime.RuntimeError_, OSError, Exception) as err:  # noqa: B014 - report every failure
+        shutil.rmtree(out / "wheels", ignore_errors=True)
+        built = wheel.build_wheel(root / app.config.live_packages_dir, out / "wheels")
+    except Exception as err:  # noqa: BLE001 - any failure leaves the pages without a runtime: say so
         logger.warning(f"[live] the in-page Python runtime could not be assembled: {err}",
                        type="live", subtype="runtime")
         return
-    shutil.rmtree(out / "wheels", ignore_errors=True)
-    built = wheel.build_wheel(root / app.config.live_packages_dir, out / "wheels")
     cache_dir = Path(os.environ.get("ATTNBOOK_CACHE_DIR") or Path(app.outdir).parent / ".attnbook_cache")
     models = weights.export(cache_dir, out / "models")
     config = {
@@ -166,8 +168,8 @@ def env_init(app, env, docnames):
 
 def setup(app: Sphinx) -> dict:
     app.add_config_value("live_pyodide_source", "pypi", "html")
-    app.add_config_value("live_cache_dir", ".cache/pyodide", "html")
-    app.add_config_value("live_packages_dir", "code/src", "html")
+    app.add_config_value("live_cache_dir", str(REPOSITORY / ".cache" / "pyodide"), "html")
+    app.add_config_value("live_packages_dir", str(REPOSITORY / "code" / "src"), "html")
     app.connect("env-before-read-docs", env_init)
     app.connect("env-purge-doc", env_purge)
     app.connect("env-merge-info", env_merge)
