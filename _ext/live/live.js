@@ -75,9 +75,29 @@
     views.set(index, view);
   }
 
+  // The text of an edited code area: text nodes as they are, <br> and block elements (which
+  // some browsers insert on Enter) as line breaks. Not innerText: it is empty for a cell whose
+  // code is folded away (hide-input) and so not rendered.
+  function editorText(root) {
+    let text = "";
+    const walk = (node) => {
+      for (const child of node.childNodes) {
+        if (child.nodeType === Node.TEXT_NODE) text += child.data;
+        else if (child.nodeName === "BR") text += "\n";
+        else if (child.nodeType === Node.ELEMENT_NODE) {
+          const block = child.nodeName === "DIV" || child.nodeName === "P";
+          if (block && text && !text.endsWith("\n")) text += "\n";
+          walk(child);
+        }
+      }
+    };
+    walk(root);
+    return text.replace(/\u00a0/g, " ").replace(/\n$/, "");
+  }
+
   function sourceOf(index) {
     const view = views.get(index);
-    if (view && view.editor && view.dirty) return view.editor.innerText.replace(/\u00a0/g, " ").replace(/\n$/, "");
+    if (view && view.editor && view.dirty) return editorText(view.editor);
     return cells.find((c) => c.i === index).src;
   }
 
