@@ -556,3 +556,21 @@ def test_the_tiny_book_runs_live_with_glue_removed_cells_and_build_weights(tmp_p
     assert outs[2]["images"] == [True]
     assert glued["text"].strip() == "42"
     assert not visit.outside_requests and not visit.failed_requests and not visit.console_errors, visit
+
+
+@pytest.mark.slow
+def test_stop_ends_a_runaway_cell_and_the_next_run_starts_afresh(chapter5):
+    tab = chapter5
+    views = tab.evaluate(VIEWS)
+    first, second = views[0], views[1]
+    tab.evaluate(SET_SOURCE % (second["index"], json.dumps("while True:\n    pass")))
+    tab.evaluate(f"window.liveCode.runCell({second['index']}); true")
+    deadline = time.monotonic() + 60
+    while tab.evaluate(LIVE_OUTPUT % second["index"])["state"] != "Running\u2026" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    tab.evaluate("document.querySelector('.live-stop').click()")
+    assert tab.evaluate(LIVE_OUTPUT % second["index"])["state"] == "Stopped"
+    assert tab.evaluate("window.liveCode.status()").startswith("Stopped")
+    out = run_cell(tab, first["index"])  # a new worker; the cell runs as on a fresh page
+    assert not out["errors"] and normalise(out["text"]) == normalise(first["build"]), out
+    tab.evaluate(SET_SOURCE % (second["index"], json.dumps(second["source"])))

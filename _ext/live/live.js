@@ -204,6 +204,7 @@
       current = { index, target, resolve };
       worker.postMessage({ type: "run", cell: index, code: sourceOf(index), label });
     }).then((ok) => {
+      if (ok === null) return false;  // stopped: the worker and its state are gone
       executed.add(index);
       if (view && view.editor) {
         const seconds = ((performance.now() - started) / 1000).toFixed(1);
@@ -274,7 +275,7 @@
       if (view && view.state) view.state.textContent = "Stopped";
       const done = current;
       current = null;
-      done.resolve(false);
+      done.resolve(null);
     }
     setStatus("Stopped. The next Run starts Python again and reruns the earlier cells.");
   }
