@@ -54,6 +54,10 @@
       pre.setAttribute("spellcheck", "false");
       pre.tabIndex = 0;
       pre.addEventListener("input", () => { view.dirty = true; });
+      // Before the first edit, the highlighted tokens become plain text: typing into a styled
+      // token makes browsers wrap the new text in <font color> with the token's colour, which
+      // the other colour scheme cannot read.
+      pre.addEventListener("beforeinput", () => { if (!view.flat) { flatten(pre); view.flat = true; } });
       pre.addEventListener("keydown", (event) => {
         if (event.key === "Enter" && (event.shiftKey || event.ctrlKey || event.metaKey)) {
           event.preventDefault();
@@ -93,6 +97,31 @@
     };
     walk(root);
     return text.replace(/\u00a0/g, " ").replace(/\n$/, "");
+  }
+
+  function offsetIn(root, node, offset) {
+    const range = document.createRange();
+    range.setStart(root, 0);
+    range.setEnd(node, offset);
+    return range.toString().length;
+  }
+
+  function flatten(pre) {
+    const selection = window.getSelection();
+    let start = null, end = null;
+    if (selection.rangeCount && pre.contains(selection.anchorNode)) {
+      const range = selection.getRangeAt(0);
+      start = offsetIn(pre, range.startContainer, range.startOffset);
+      end = offsetIn(pre, range.endContainer, range.endOffset);
+    }
+    pre.textContent = pre.textContent;
+    if (start !== null && pre.firstChild) {
+      const range = document.createRange();
+      range.setStart(pre.firstChild, Math.min(start, pre.firstChild.length));
+      range.setEnd(pre.firstChild, Math.min(end, pre.firstChild.length));
+      selection.removeAllRanges();
+      selection.addRange(range);
+    }
   }
 
   function sourceOf(index) {
@@ -252,18 +281,27 @@
         setStatus(`Running all cells: ${cells.indexOf(c) + 1} of ${cells.length}\u2026`);
         const ok = await execute(c.i, views.get(c.i) && views.get(c.i).editor ? c.i : nearestVisible(c.i));
         if (!alive()) return;
-        if (!ok) { setStatus(`Run all stopped at an error (cell ${cells.indexOf(c) + 1} of ${cells.length}).`); return; }
+        if (!ok) {
+          const where = views.get(c.i) && views.get(c.i).editor ? "" : " in a setup cell hidden from the page";
+          setStatus(`Run all stopped at an error${where} (cell ${cells.indexOf(c) + 1} of ${cells.length}): ` +
+                    "its traceback is below the cell marked Error.");
+          const shownAt = views.get(nearestVisible(c.i));
+          if (where && shownAt && shownAt.state) shownAt.state.textContent = "Error (a hidden setup cell, see below)";
+          return;
+        }
       }
       setStatus(`Ran all ${cells.length} cells in ${((performance.now() - started) / 1000).toFixed(1)} s. ${info}`);
       bar.dataset.ranAll = "done";
     });
   }
 
-  // The first visible cell after a hidden one, where its errors and notes are shown.
+  // Where a hidden cell's errors and notes are shown during Run all: the nearest cell before it
+  // that the reader sees (not folded into a closed solution), else the nearest after it.
   function nearestVisible(index) {
-    const later = cells.find((c) => c.i > index && views.get(c.i) && views.get(c.i).editor);
-    const earlier = [...cells].reverse().find((c) => c.i < index && views.get(c.i) && views.get(c.i).editor);
-    return (later || earlier || { i: index }).i;
+    const shown = (c) => views.get(c.i) && views.get(c.i).editor && views.get(c.i).cell.getClientRects().length > 0;
+    const earlier = [...cells].reverse().find((c) => c.i < index && shown(c));
+    const later = cells.find((c) => c.i > index && shown(c));
+    return (earlier || later || { i: index }).i;
   }
 
   function stop() {
