@@ -145,6 +145,7 @@
     busy += delta;
     stopButton.disabled = busy === 0;
     bar.classList.toggle("live-busy", busy > 0);
+    bar.dataset.state = busy > 0 ? "running" : "idle";
   }
 
   // Where a cell's messages go: its own output, or (a hidden or removed cell) the output of the
@@ -275,13 +276,16 @@
   }
 
   function runAll() {
+    delete bar.dataset.ranAll;
     return schedule(async (alive) => {
       const started = performance.now();
+      const finish = () => { bar.dataset.seconds = ((performance.now() - started) / 1000).toFixed(1); };
       for (const c of cells) {
         setStatus(`Running all cells: ${cells.indexOf(c) + 1} of ${cells.length}\u2026`);
         const ok = await execute(c.i, views.get(c.i) && views.get(c.i).editor ? c.i : nearestVisible(c.i));
         if (!alive()) return;
         if (!ok) {
+          finish();
           const where = views.get(c.i) && views.get(c.i).editor ? "" : " in a setup cell hidden from the page";
           setStatus(`Run all stopped at an error${where} (cell ${cells.indexOf(c) + 1} of ${cells.length}): ` +
                     "its traceback is below the cell marked Error.");
@@ -291,6 +295,7 @@
         }
       }
       setStatus(`Ran all ${cells.length} cells in ${((performance.now() - started) / 1000).toFixed(1)} s. ${info}`);
+      finish();
       bar.dataset.ranAll = "done";
     });
   }
