@@ -48,13 +48,7 @@ CACHE = ROOT / ".cache" / "pyodide"
 RUN_ALL_BUDGET_S = 300
 # Chapters whose Run all stops at an error in the browser, each with the cell and the reason;
 # for the chapter's authors to fix (this test then asks for the entry's removal).
-CHAPTER_KNOWN = {
-    "01-bottleneck.html": (
-        "IndexError",
-        "a removed cell after the GRU/attention timing plot glues lengths[slower[0]], the first "
-        "length where attention is slower than the GRU; in the browser (no BLAS) attention is never "
-        "slower in the measured range, so slower is empty (its assert is relaxed, the glue fails)"),
-}
+CHAPTER_KNOWN: dict[str, tuple[str, str]] = {}  # page name: (exception name, reason)
 # The whole browser part (every chapter's Run all plus the chapter 5 checks).
 CHAPTER_GLOB = "[0-9][0-9]-*.html"
 
