@@ -198,6 +198,9 @@
     if (m.type === "status") setStatus(m.text);
     else if (["stream", "value", "image", "error", "note"].includes(m.type)) append(m.cell, m.type, m.payload);
     else if (m.type === "done" && current && current.index === m.cell) {
+      const view = views.get(m.cell);
+      // A cell that read a clock prints times of this browser, not the build's machine.
+      if (view) view.cell.dataset.liveMeasured = m.measured ? "true" : "false";
       const done = current;
       current = null;
       done.resolve(m.ok);

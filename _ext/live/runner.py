@@ -46,6 +46,7 @@ MODEL_DIR = "/live-models"
 # other assert holds. A chapter can also mark one with the comment "# live: relax".
 MEASURED: set = set()
 CLOCK_READS = [0]
+LAST = {"measured": False}  # whether the last cell read a clock (its printed times then differ)
 RELAX_MARK = "# live: relax"
 
 
@@ -294,6 +295,8 @@ def run(code: str, cell: int, label: str) -> bool:
     import __main__
 
     CELL = cell
+    LAST["measured"] = False
+    clock_reads = CLOCK_READS[0]
     namespace = __main__.__dict__
     namespace["__live_relaxed__"] = relaxed
     filename = f"<{label}>"
@@ -332,6 +335,7 @@ def run(code: str, cell: int, label: str) -> bool:
         return False
     finally:
         sys.stdout.flush()
+        LAST["measured"] = CLOCK_READS[0] != clock_reads
         CELL = None
 
 

@@ -50,6 +50,7 @@ self.onmessage = async (event) => {
     } catch (err) {
       post({ type: "error", cell: message.cell, payload: { text: String(err && err.message || err) } });
     }
-    post({ type: "done", cell: message.cell, ok });
+    const measured = Boolean(runner && runner.LAST.get("measured"));
+    post({ type: "done", cell: message.cell, ok, measured });
   }
 };
