@@ -218,6 +218,25 @@ def test_every_label_fits_inside_its_box(case):
     assert not spilling, f"{name}: labels spill out of their boxes: {spilling}"
 
 
+@pytest.mark.parametrize("function, label, role", [
+    (diagrams.encoder_decoder, r"$\mathbf{c}$", "context"),
+    (diagrams.bahdanau_step, r"$\mathbf{s}_{i-1}$", "query"),
+    (diagrams.bahdanau_step, r"$\mathbf{k}_{j}$", "key"),
+    (diagrams.bahdanau_step, r"$\mathbf{c}_i$", "context"),
+])
+def test_each_symbol_sits_in_a_box_of_its_role(function, label, role):
+    from matplotlib.patches import FancyBboxPatch
+
+    fig = function()
+    renderer = drawn(fig)
+    (text,) = [t for t in texts(fig) if t.get_text() == label]
+    anchor = text.get_transform().transform(text.get_position())
+    (box,) = [p for p in fig.findobj(FancyBboxPatch)
+              if p.get_fill() and p.get_window_extent(renderer).contains(*anchor)]
+    assert box.get_gid() == f"role:{role}"
+    assert np.allclose(box.get_edgecolor()[:3], to_rgb(style.COLORS[role]))
+
+
 def _overlap_area(a, b) -> float:
     width = min(a.x1, b.x1) - max(a.x0, b.x0)
     height = min(a.y1, b.y1) - max(a.y0, b.y0)
