@@ -1,0 +1,292 @@
+"""Every page on a phone (390 px) and on a desktop screen (1280 px): nothing too wide, nothing
+clipped, no figure text too small to read.
+
+Headless Chromium (tests/tools/chromium.py) opens every page of _build/html at both widths and
+measures, after MathJax has typeset the page:
+
+- the page: no wider than the screen (no sideways scrolling of the whole page);
+- boxes: no display equation, table, code block or cell output reaching past the text column,
+  and none whose content is cut off by a box that hides its overflow (a box may scroll);
+- equation numbers: none drawn over its equation (a long equation scrolls beside its number);
+- figures: every text of every figure at least ``MIN_TEXT_PX`` on screen. A figure is an SVG
+  (attnbook.style makes every notebook figure one), whose texts matplotlib writes as glyph
+  outlines scaled to their font size: the size on screen is that size times the ratio of the
+  displayed width to the SVG's own width. A raster figure cannot be measured and is reported.
+
+The rule for figure text (``MIN_TEXT_PX``): on the desktop, no smaller than the page's small
+print (captions and code are 14 px, 0.875 of the 16 px text, measured by
+``test_the_small_print_is_what_the_rule_assumes``); on a phone, where a figure is scaled down to
+the screen's width, at least 9 px, what an 11 pt label of a 6.4 inch figure measures there.
+
+``KNOWN_OFFENDERS`` lists, by figure id, the chapter figures whose text is still too small; the
+chapter authors remove an entry when they fix the figure, and the test fails when a listed
+figure no longer offends (so the list only shrinks). The lead empties it before a release.
+
+Set ATTNBOOK_SITE=/path/to/html to check a site built elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import HTML as BUILT, site_pages
+
+HTML = Path(os.environ.get("ATTNBOOK_SITE", BUILT))
+
+# name: (width, height, device pixel ratio, mobile)
+VIEWPORTS = {"phone": (390, 844, 3, True), "desktop": (1280, 800, 1, False)}
+MIN_TEXT_PX = {"phone": 9.0, "desktop": 14.0}
+SMALL_PRINT_PX = 14.0
+
+# Figures (their HTML id: the figure's `name`) whose text is still smaller than MIN_TEXT_PX,
+# with the width at which they fail. Chapter authors remove their entries as they fix them.
+KNOWN_OFFENDERS: dict[str, set[str]] = {
+}
+
+MEASURE = r"""(async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  await document.fonts.ready;
+  const article = document.querySelector('article.bd-article') || document.body;
+  const column = article.getBoundingClientRect();
+  const where = el => {
+    const anchor = el.closest('[id]');
+    const text = (el.getAttribute('aria-label') || el.textContent || '').replace(/\s+/g, ' ').trim();
+    return `${anchor ? '#' + anchor.id : el.tagName.toLowerCase()} ${el.tagName.toLowerCase()}`
+      + `${el.className && typeof el.className === 'string' ? '.' + el.className.split(' ')[0] : ''}`
+      + ` "${text.slice(0, 50)}"`;
+  };
+  const found = {pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth,
+                 wide: [], clipped: [], numbers: [], figures: [], raster: [], smallPrint: null};
+  // Boxes that must stay inside the text column.
+  const boxes = article.querySelectorAll(
+    'div.math, mjx-container[display="true"], table, div.highlight, pre, div.cell_output, '
+    + 'dl.py > dt, figure, img, div.admonition, div.pst-scrollable-table-container');
+  for (const el of boxes) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0) continue;
+    // A box inside a scrolling box may extend beyond the column: it is scrolled, not clipped.
+    const scroller = el.parentElement && el.parentElement.closest('*');
+    let inScroller = false;
+    for (let p = el.parentElement; p && p !== article; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if (o === 'auto' || o === 'scroll') { inScroller = true; break; }
+    }
+    if (!inScroller && (r.right > column.right + 1 || r.left < column.left - 1))
+      found.wide.push(`${where(el)}: ${Math.round(r.left - column.left)}..${Math.round(r.right - column.left)} px of a ${Math.round(column.width)} px column`);
+  }
+  // Content cut off: a box that hides what overflows it, and overflows.
+  for (const el of article.querySelectorAll('*')) {
+    const s = getComputedStyle(el);
+    if (!['hidden', 'clip'].includes(s.overflowX)) continue;
+    if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0)
+      found.clipped.push(`${where(el)}: shows ${el.clientWidth} of ${el.scrollWidth} px`);
+  }
+  // Equation numbers beside, never over, their equation.
+  for (const math of article.querySelectorAll('div.math')) {
+    const number = math.querySelector('span.eqno');
+    const eq = math.querySelector('mjx-container');
+    if (!number || !eq) continue;
+    const n = number.getBoundingClientRect();
+    const content = eq.querySelector('mjx-math') || eq;
+    const box = eq.getBoundingClientRect();
+    const c = content.getBoundingClientRect();
+    // The visible part of the equation: its box, or the content if it is narrower.
+    const visible = {left: Math.max(box.left, c.left), right: Math.min(box.right, c.right),
+                     top: Math.max(box.top, c.top), bottom: Math.min(box.bottom, c.bottom)};
+    const overlap = Math.min(n.right, visible.right) - Math.max(n.left, visible.left);
+    const sameLine = Math.min(n.bottom, visible.bottom) - Math.max(n.top, visible.top) > 0;
+    if (overlap > 1 && sameLine) found.numbers.push(`${where(math)}: number ${number.textContent.replace('#', '').trim()} covers ${Math.round(overlap)} px of the equation`);
+  }
+  // Figures: the font size of every text of every SVG, on screen.
+  for (const img of article.querySelectorAll('img')) {
+    const r = img.getBoundingClientRect();
+    if (r.width === 0) continue;
+    const figure = img.closest('figure');
+    const id = figure && figure.id ? figure.id : where(img);
+    if (!img.src.toLowerCase().endsWith('.svg')) {
+      if (img.closest('div.cell_output, figure'))
+        found.raster.push(`${id}: ${img.src.split('/').pop()} (${img.naturalWidth} px shown at ${Math.round(r.width)} px)`);
+      continue;
+    }
+    const svg = new DOMParser().parseFromString(await (await fetch(img.src)).text(), 'image/svg+xml');
+    const root = svg.documentElement;
+    const viewBox = (root.getAttribute('viewBox') || '').split(/\s+/).map(Number);
+    const scale = r.width / viewBox[2];
+    const sizes = [];
+    for (const g of root.querySelectorAll('g[id^="text_"]')) {
+      const inner = [...g.querySelectorAll('g[transform], use[transform]')]
+        .map(e => /scale\(([-\d.e]+)[ ,]+(-?[\d.e]+)\)/.exec(e.getAttribute('transform')))
+        .filter(m => m && Math.abs(Number(m[1])) === Math.abs(Number(m[2])));
+      if (!inner.length) continue;
+      const points = 100 * Math.max(...inner.map(m => Math.abs(Number(m[1]))));
+      const comment = [...g.childNodes].find(c => c.nodeType === 8);
+      sizes.push({text: comment ? comment.textContent.trim() : g.id, px: points * scale});
+    }
+    found.figures.push({id, width: Math.round(r.width), sizes});
+  }
+  // The page's small print: captions and code.
+  const caption = article.querySelector('figcaption p, figcaption');
+  const code = article.querySelector('div.highlight pre');
+  found.smallPrint = {caption: caption ? parseFloat(getComputedStyle(caption).fontSize) : null,
+                      code: code ? parseFloat(getComputedStyle(code).fontSize) : null};
+  return found;
+})()"""
+
+
+def browser_tools():
+    pytest.importorskip("websockets", reason="the browser tests need websockets (requirements-test.txt)")
+    from tools import chromium
+
+    return chromium
+
+
+@pytest.fixture(scope="module")
+def measurements() -> dict[tuple[str, str], dict]:
+    """Every page measured at every width, keyed by (width name, page path)."""
+    tools = browser_tools()
+    executable = tools.find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found: install the Debian package chromium, or set CHROMIUM")
+    if not (HTML / "index.html").exists():
+        pytest.fail("No built site in _build/html: build it first (python3 dev.py book).")
+    found = {}
+    with tools.serve(HTML) as base, tools.launch(executable) as browser:
+        tab = browser.new_tab(base)
+        for name, (width, height, ratio, mobile) in VIEWPORTS.items():
+            tab.call("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": ratio, "mobile": mobile})
+            for page in site_pages(HTML):
+                path = page.relative_to(HTML).as_posix()
+                tab.open(f"{base}/{path}")
+                found[name, path] = tab.evaluate(MEASURE, timeout=120)
+    return found
+
+
+def _report(problems: list[str], what: str) -> str:
+    return f"{len(problems)} {what}:\n" + "\n".join(problems)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_no_page_is_wider_than_the_screen(measurements, width):
+    problems = [f"{path}: {m['pageWidth']} px wide on a {m['viewport']} px screen"
+                for (w, path), m in measurements.items() if w == width
+                and m["pageWidth"] > m["viewport"]]
+    assert not problems, _report(problems, f"pages wider than the screen at {width} width")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_nothing_reaches_past_the_text_column(measurements, width):
+    problems = [f"{path}: {p}" for (w, path), m in measurements.items() if w == width
+                for p in m["wide"]]
+    assert not problems, _report(problems, f"boxes wider than the text column at {width} width")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_nothing_is_cut_off(measurements, width):
+    problems = [f"{path}: {p}" for (w, path), m in measurements.items() if w == width
+                for p in m["clipped"]]
+    assert not problems, _report(problems, f"boxes that cut their content off at {width} width")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_no_equation_number_covers_its_equation(measurements, width):
+    problems = [f"{path}: {p}" for (w, path), m in measurements.items() if w == width
+                for p in m["numbers"]]
+    assert not problems, _report(problems, f"equation numbers over equations at {width} width")
+
+
+def figure_offences(measurements) -> dict[str, dict[str, list[str]]]:
+    """figure id -> width name -> its texts below the minimum, as 'text: size'."""
+    offences: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for (width, path), m in measurements.items():
+        for figure in m["figures"]:
+            small = [f"{s['text'][:40]!r} {s['px']:.1f} px" for s in figure["sizes"]
+                     if s["px"] < MIN_TEXT_PX[width] - 0.05]
+            if small:
+                offences[f"{path}#{figure['id']}"][width] = small
+    return offences
+
+
+def _figure_key(key: str) -> str:
+    return key.split("#", 1)[1]
+
+
+@pytest.mark.slow
+def test_every_figure_text_is_large_enough(measurements):
+    assert any(m["figures"] for m in measurements.values()), "no SVG figure found on any page"
+    problems = []
+    for key, widths in sorted(figure_offences(measurements).items()):
+        for width, small in widths.items():
+            if width in KNOWN_OFFENDERS.get(_figure_key(key), set()):
+                continue
+            problems.append(f"{key} at {width} width (minimum {MIN_TEXT_PX[width]} px): "
+                            f"{len(small)} texts too small, e.g. " + "; ".join(small[:4]))
+    assert not problems, _report(problems, "figures with text too small to read")
+
+
+@pytest.mark.slow
+def test_every_known_offender_still_offends(measurements):
+    """A fixed figure leaves KNOWN_OFFENDERS, so the list only shrinks."""
+    offending = {(_figure_key(k), w) for k, widths in figure_offences(measurements).items()
+                 for w in widths}
+    stale = sorted((f, w) for f, widths in KNOWN_OFFENDERS.items() for w in widths
+                   if (f, w) not in offending)
+    assert not stale, f"fixed, remove from KNOWN_OFFENDERS: {stale}"
+
+
+@pytest.mark.slow
+def test_every_figure_is_vector(measurements):
+    problems = [f"{path}: {p}" for (w, path), m in measurements.items() if w == "desktop"
+                for p in m["raster"]]
+    assert not problems, _report(problems, "raster figures (style.use() makes notebook figures SVG)")
+
+
+@pytest.mark.slow
+def test_the_small_print_is_what_the_rule_assumes(measurements):
+    sizes = {(k, v) for (w, _), m in measurements.items() if w == "desktop"
+             for k, v in m["smallPrint"].items() if v}
+    assert sizes, "no caption or code block found to measure the small print"
+    assert all(v == SMALL_PRINT_PX for _, v in sizes), (
+        f"the page's small print is now {sorted(sizes)}: update SMALL_PRINT_PX and MIN_TEXT_PX")
+
+
+@pytest.mark.slow
+def test_the_measurement_notices_every_defect(tmp_path):
+    """A page built to break every rule is reported on every count."""
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="460.8pt" height="100pt" '
+           'viewBox="0 0 460.8 100"><g id="text_1"><!-- tiny --><g transform="translate(10 50) '
+           'scale(0.05 -0.05)"><path d="M0 0 L100 0 L100 100 Z"/></g></g></svg>')
+    (tmp_path / "fig.svg").write_text(svg)
+    (tmp_path / "index.html").write_text(
+        '<!DOCTYPE html><html><body><article class="bd-article" style="width:300px">'
+        '<div style="width:600px">too wide</div>'
+        '<div class="highlight" style="width:500px"><pre>code</pre></div>'
+        '<div style="overflow:hidden;width:100px"><span style="white-space:nowrap">'
+        'cut off cut off cut off cut off cut off cut off</span></div>'
+        '<figure id="fig-tiny"><img src="fig.svg" style="width:300px"></figure>'
+        '</article></body></html>')
+    tools = browser_tools()
+    executable = tools.find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found")
+    with tools.serve(tmp_path) as base, tools.launch(executable) as browser:
+        tab = browser.new_tab(base)
+        tab.call("Emulation.setDeviceMetricsOverride",
+                 {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True})
+        tab.open(f"{base}/index.html")
+        m = tab.evaluate(MEASURE)
+    assert m["pageWidth"] > m["viewport"]
+    assert any("highlight" in w for w in m["wide"]), m["wide"]
+    assert any("shows 100 of" in c for c in m["clipped"]), m["clipped"]
+    (figure,) = m["figures"]
+    assert figure["id"] == "fig-tiny"
+    assert figure["sizes"][0]["px"] == pytest.approx(5 * 300 / 460.8, rel=0.01)
