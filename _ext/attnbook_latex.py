@@ -11,8 +11,9 @@ is untouched, and ``tests/test_pdf.py`` checks the result in the LaTeX source.
 2. Each part is titled with its caption in the table of contents, "Part I: ...", under LaTeX's
    own "Part I": the caption loses its "Part I: " prefix.
 3. The bibliography page's ``{bibliography}`` is moved to the end of the book by
-   sphinx-jupyterbook-latex, leaving a chapter with a heading and nothing else: it is removed
-   (the bibliography itself stays, once, at the end).
+   sphinx-jupyterbook-latex, where it prints its own heading, leaving the page as a near-empty
+   chapter "Bibliography" before it: that chapter is removed, and the bibliography is printed
+   once, at the end.
 4. sphinx-proof prints a proof as an admonition with an empty title bar and no end mark: it is
    printed as a proof is in a book, "*Proof.* ... ∎", without a box.
 """
@@ -56,10 +57,11 @@ class IntroductionChapter(SphinxPostTransform):
         title = self.app.config.attnbook_latex_introduction
         top.insert(1, _raw("\\chapter*{%s}\\addcontentsline{toc}{chapter}{%s}\\markboth{%s}{%s}\n"
                            % ((title,) * 4)))
+        # The page's headings are all of one level (sphinx-jupyterbook-latex numbers sibling
+        # headings as if each were nested in the one before).
         for header in list(top.findall(RootHeader)):
-            command = "section" if header["level"] <= 2 else "subsection"
             text = header.astext().replace("\\", "").replace("{", "").replace("}", "")
-            header.replace_self(_raw("\\%s*{%s}\n" % (command, text)))
+            header.replace_self(_raw("\\section*{%s}\n" % text))
 
 
 class PartTitles(SphinxPostTransform):
@@ -80,26 +82,25 @@ class PartTitles(SphinxPostTransform):
                 title.children = [nodes.Text(rest[:1].upper() + rest[1:])]
 
 
-class NoEmptyBibliographyChapter(SphinxPostTransform):
-    """Remove the chapter left empty once its bibliography has moved to the end of the book."""
+class BibliographyOnce(SphinxPostTransform):
+    """Remove the bibliography page's chapter once its bibliography has moved to the end."""
 
-    default_priority = 720
+    # After Sphinx's own BibliographyTransform (750) has gathered the citations at the end.
+    default_priority = 760
     builders = ("latex",)
 
     def run(self, **kwargs) -> None:
+        from sphinx.builders.latex.nodes import thebibliography
+
         docname = self.app.config.attnbook_latex_bibliography_page
         if not docname:
             return
         for start in list(self.document.findall(addnodes.start_of_file)):
             if start.get("docname") != docname:
                 continue
-            sections = [s for s in start.findall(nodes.section)]
-            body = [n for s in sections for n in s.children
-                    if not isinstance(n, (nodes.title, nodes.target))
-                    and n.__class__.__name__ != "HiddenCellNode"]
-            if body:
-                logger.warning(f"[attnbook_latex] {docname} has more than its bibliography; kept")
-                continue
+            if any(True for _ in start.findall(lambda n: isinstance(n, (thebibliography,
+                                                                            nodes.citation)))):
+                continue  # the bibliography is still here: keep the chapter
             start.parent.remove(start)
 
 
@@ -134,6 +135,6 @@ class ProofsAsInBooks(SphinxPostTransform):
 def setup(app: Sphinx) -> dict:
     app.add_config_value("attnbook_latex_introduction", "Introduction", "env")
     app.add_config_value("attnbook_latex_bibliography_page", "book/bibliography", "env")
-    for transform in (IntroductionChapter, PartTitles, NoEmptyBibliographyChapter, ProofsAsInBooks):
+    for transform in (IntroductionChapter, PartTitles, BibliographyOnce, ProofsAsInBooks):
         app.add_post_transform(transform)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
