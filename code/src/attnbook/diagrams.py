@@ -193,11 +193,12 @@ def encoder_decoder() -> Figure:
 
     See Also
     --------
-    attnbook.seq2seq : the model, with ``attention="none"``.
+    bahdanau_step : the decoder with attention (Chapter 4), which has no bottleneck.
 
     Notes
     -----
-    Equations (1.2) and (1.3) and Definition 1.1 of Chapter 1, *The bottleneck problem*.
+    Chapter 1, *The bottleneck problem*: equations ``eq-ch1-encoder`` and ``eq-ch1-decoder``,
+    definition ``def-ch1-fixed-context``. In code, ``Seq2Seq`` with ``attention="none"``.
 
     Suggested caption: "The encoder–decoder without attention. The encoder's states
     $\\vec{h}_t$ are reduced to one context vector $\\vec{c}$ (vermillion) of fixed size $d_c$;
@@ -276,11 +277,12 @@ def bahdanau_step() -> Figure:
 
     See Also
     --------
-    attnbook.seq2seq.Seq2Seq : ``_step`` is this step in code.
+    encoder_decoder : the model without attention (Chapter 1).
 
     Notes
     -----
-    Equation (4.2) and Algorithm 4.1 of Chapter 4, *Learning to align and translate*.
+    Chapter 4, *Learning to align and translate*: equation ``eq-ch4-decoder`` and algorithm
+    ``alg-ch4-step``. In code, ``Seq2Seq._step``.
 
     Suggested caption: "One decoding step of RNNsearch. The previous state $\\vec{s}_{i-1}$ is
     the query (blue): it scores every annotation $\\vec{h}_j$ through its key
@@ -400,8 +402,8 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
 
     Notes
     -----
-    Definition 5.1 and equation (5.9) (``S``, ``A``, ``O``) of Chapter 5, *Queries, keys,
-    values: scaled dot-product attention*.
+    Chapter 5, *Queries, keys, values: scaled dot-product attention*: definition
+    ``def-ch5-attention`` and equation ``eq-ch5-forward`` (``S``, ``A``, ``O``).
 
     Suggested caption: "Scaled dot-product attention as a flow of shapes ($T_q = 3$ queries,
     $T_k = 4$ keys, $d_k = 3$, $d_v = 2$). Queries are blue, keys orange, values green and the
@@ -526,7 +528,8 @@ def multi_head_attention(n_heads: int = 3) -> Figure:
 
     Notes
     -----
-    Definition 6.1 and equation (6.3) of Chapter 6, *Multi-head attention*.
+    Chapter 6, *Multi-head attention*: definition ``def-ch6-multi-head`` and equations
+    ``eq-ch6-head``, ``eq-ch6-multihead`` and ``eq-ch6-stacked``.
 
     Suggested caption: "Multi-head attention with $h = 3$ heads. One product per input
     computes all heads' projections; column block $i$ (numbered) of $QW^Q$, $KW^K$, $VW^V$ is
@@ -697,12 +700,13 @@ def transformer_blocks(norm: str = "post") -> Figure:
 
     See Also
     --------
-    attnbook.transformer : ``EncoderBlock`` and ``DecoderBlock`` (Chapter 8).
+    multi_head_attention : the attention inside every block (Chapter 6).
 
     Notes
     -----
-    Algorithm 8.1, equation (8.3) and the sections *Three attentions, three masks* and
-    *Post-LN or pre-LN?* of Chapter 8, *The Transformer*.
+    Chapter 8, *The Transformer*: algorithm ``alg-ch8-transformer``, equation ``eq-ch8-ffn``
+    and the sections *Three attentions, three masks* and *Post-LN or pre-LN?*. In code,
+    ``EncoderBlock`` and ``DecoderBlock``.
 
     Suggested caption: "The encoder block (left) and decoder block (middle) of the
     Transformer, post-LN as in the paper, each repeated $N$ times; the arrows into each
@@ -784,7 +788,7 @@ def transformer_blocks(norm: str = "post") -> Figure:
 
 
 def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
-    """FlashAttention's tiling in the loop order of Algorithm 9.1: queries outer, keys inner.
+    """FlashAttention's tiling in the loop order of Chapter 9's algorithm: queries outer, keys inner.
 
     Left: the ``T_q x T_k`` scores, never formed whole, cut into ``B_r x B_c`` tiles and
     visited row by row (the numbers give the order); the blocks in fast memory at the drawn
@@ -816,10 +820,10 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
 
     Notes
     -----
-    Algorithm 9.1 (tiled attention with an online softmax) of Chapter 9, *The cost of
-    attention*.
+    Chapter 9, *The cost of attention*: algorithm ``alg-ch9-flash`` (tiled attention with an
+    online softmax; FlashAttention-2's loop order, queries outer).
 
-    Suggested caption: "FlashAttention's tiles, queries in the outer loop (Algorithm 9.1).
+    Suggested caption: "FlashAttention's tiles, queries in the outer loop ({prf:ref}`alg-ch9-flash`).
     Left: the scores are computed one $B_r \\times B_c$ tile at a time, in the numbered order;
     at step 5 fast memory holds $Q_2$, $K_2$, $V_2$, the tile $S$ and the running $m$, $\\ell$
     and $A$ of $O_2$ (strong colours); everything else stays in slow memory (pale). Right: the
