@@ -7,7 +7,6 @@
  */
 (() => {
   "use strict";
-  if (typeof Search === "undefined" || typeof Search.htmlToText !== "function") return;
 
   const SYMBOLS = {
     alpha: "α", beta: "β", gamma: "γ", delta: "δ", epsilon: "ε", varepsilon: "ε", eta: "η",
@@ -30,12 +29,18 @@
     .replace(/\s+/g, " ")
     .trim();
 
-  const original = Search.htmlToText;
-  Search.htmlToText = (htmlString, anchor) => {
-    const doc = new DOMParser().parseFromString(htmlString, "text/html");
-    doc.querySelectorAll("div.math").forEach((el) => el.replaceWith(doc.createTextNode(" … ")));
-    doc.querySelectorAll("span.math").forEach((el) =>
-      el.replaceWith(doc.createTextNode(plain(el.textContent))));
-    return original(doc.documentElement.outerHTML, anchor);
+  const install = () => {
+    if (typeof Search === "undefined" || typeof Search.htmlToText !== "function") return;
+    const original = Search.htmlToText;
+    Search.htmlToText = (htmlString, anchor) => {
+      const doc = new DOMParser().parseFromString(htmlString, "text/html");
+      doc.querySelectorAll("div.math").forEach((el) => el.replaceWith(doc.createTextNode(" … ")));
+      doc.querySelectorAll("span.math").forEach((el) =>
+        el.replaceWith(doc.createTextNode(plain(el.textContent))));
+      return original(doc.documentElement.outerHTML, anchor);
+    };
   };
+  // Sphinx loads searchtools.js after this file, and starts searching once the page is parsed.
+  if (typeof Search !== "undefined") install();
+  else document.addEventListener("DOMContentLoaded", install);
 })();
