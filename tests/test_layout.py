@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -154,6 +155,13 @@ MEASURE = r"""(async () => {
     }
     found.figures.push({id, width: Math.round(r.width), sizes});
   }
+  // Search fields shown (one is enough), and the weight of the captions.
+  const shown = e => { const r = e.getBoundingClientRect(), st = getComputedStyle(e);
+                       return r.width > 0 && r.height > 0 && st.visibility !== 'hidden'; };
+  found.searchFields = [...document.querySelectorAll('.search-button-field, .search-button')]
+    .filter(shown).length;
+  const caption = article.querySelector('figcaption');
+  found.captionWeight = caption ? parseInt(getComputedStyle(caption.querySelector('p') || caption).fontWeight) : null;
   // The page's small print: its smallest reading text (code; captions and footnotes are larger).
   const sizes = [...article.querySelectorAll('div.highlight pre, figcaption, aside.footnote, p')]
     .map(e => parseFloat(getComputedStyle(e).fontSize)).filter(v => v > 0);
@@ -282,6 +290,74 @@ def test_every_known_offender_still_offends(measurements):
     stale = sorted((f, w) for f, widths in KNOWN_OFFENDERS.items() for w in widths
                    if (f, w) not in offending)
     assert not stale, f"fixed, remove from KNOWN_OFFENDERS: {stale}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_one_search_field(measurements, width):
+    problems = [f"{path}: {m['searchFields']} search fields" for (w, path), m in measurements.items()
+                if w == width and m["searchFields"] != 1]
+    assert not problems, _report(problems, f"pages without exactly one search field at {width} width")
+
+
+@pytest.mark.slow
+def test_captions_are_not_set_light(measurements):
+    light = sorted({f"{path}: {m['captionWeight']}" for (w, path), m in measurements.items()
+                    if m["captionWeight"] is not None and m["captionWeight"] < 400})
+    assert not light, _report(light, "pages with captions lighter than the text")
+
+
+@pytest.mark.slow
+def test_search_results_show_no_tex():
+    """A result's snippet spells its math in plain characters (_static/attnbook-search.js)."""
+    tools = browser_tools()
+    executable = tools.find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found")
+    with tools.serve(HTML) as base, tools.launch(executable) as browser:
+        tab = browser.new_tab(base)
+        tab.open(f"{base}/search.html?q=annotation")
+        snippets = tab.evaluate("""(async () => {
+          for (let i = 0; i < 150; i++) {
+            const found = [...document.querySelectorAll('#search-results li p.context')];
+            if (found.length >= 3) return found.map(p => p.textContent);
+            await new Promise(r => setTimeout(r, 200));
+          }
+          return [...document.querySelectorAll('#search-results li p.context')].map(p => p.textContent);
+        })()""", timeout=60)
+    assert len(snippets) >= 3, f"the search for 'annotation' found too little: {snippets}"
+    tex = [s for s in snippets if re.search(r"\\[A-Za-z(\[]", s)]
+    assert not tex, "search snippets with TeX:\n" + "\n".join(t[:200] for t in tex)
+
+
+@pytest.mark.slow
+def test_printed_pages_show_no_toggle_hints():
+    """Printed, a folded solution is open and says nothing about clicking."""
+    tools = browser_tools()
+    executable = tools.find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found")
+    pages = [p for p in site_pages(HTML) if "toggle" in p.read_text(encoding="utf-8")]
+    assert pages, "no page with a folded block"
+    problems = []
+    with tools.serve(HTML) as base, tools.launch(executable) as browser:
+        tab = browser.new_tab(base)
+        tab.call("Emulation.setEmulatedMedia", {"media": "print"})
+        for page in pages:
+            path = page.relative_to(HTML).as_posix()
+            tab.open(f"{base}/{path}")
+            found = tab.evaluate("""(() => {
+              const text = document.body.innerText;
+              const hidden = [...document.querySelectorAll('.admonition.toggle-hidden .admonition-title ~ *')]
+                .filter(e => e.getBoundingClientRect().height === 0 && e.textContent.trim()).length;
+              const hints = [...document.querySelectorAll('button.toggle-button')]
+                .filter(b => getComputedStyle(b).display !== 'none'
+                             && getComputedStyle(b, '::before').content.includes('Click')).length;
+              return {click: /Click to (hide|show)/.test(text), hidden, hints};
+            })()""")
+            if found["click"] or found["hidden"] or found["hints"]:
+                problems.append(f"{path}: {found}")
+    assert not problems, _report(problems, "printed pages with toggle hints or folded content")
 
 
 @pytest.mark.slow
