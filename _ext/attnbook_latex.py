@@ -16,6 +16,11 @@ is untouched, and ``tests/test_pdf.py`` checks the result in the LaTeX source.
    once, at the end.
 4. sphinx-proof prints a proof as an admonition with an empty title bar and no end mark: it is
    printed as a proof is in a book, "*Proof.* ... ∎", without a box.
+5. With parts, sphinx-jupyterbook-latex numbers to two levels (``numfig_secnum_depth = 2``),
+   which LaTeX needs for its own chapter-wise figure and equation numbers, but which also made
+   every definition, theorem, algorithm and exercise "Definition 1.1.1" where the website
+   (and every cross-reference in the text) says "Definition 1.1". Those are numbered by chapter,
+   as on the website.
 """
 
 from __future__ import annotations
@@ -132,9 +137,27 @@ class ProofsAsInBooks(SphinxPostTransform):
             box.replace_self(replacement)
 
 
+# Numbered by LaTeX itself (chapter-wise caption and equation counters): left alone.
+LATEX_NUMBERED = {"figure", "table", "code-block"}
+
+
+def number_by_chapter(app: Sphinx, env) -> None:
+    """Renumber every other numbered box (chapter, section, n) -> (chapter, k), in page order."""
+    if app.builder.name != "latex":
+        return
+    for types in env.toc_fignumbers.values():
+        for figtype, numbers in types.items():
+            if figtype in LATEX_NUMBERED:
+                continue
+            in_order = sorted(numbers.items(), key=lambda item: item[1])
+            for k, (node_id, number) in enumerate(in_order, start=1):
+                numbers[node_id] = (number[0], k)
+
+
 def setup(app: Sphinx) -> dict:
     app.add_config_value("attnbook_latex_introduction", "Introduction", "env")
     app.add_config_value("attnbook_latex_bibliography_page", "book/bibliography", "env")
     for transform in (IntroductionChapter, PartTitles, BibliographyOnce, ProofsAsInBooks):
         app.add_post_transform(transform)
+    app.connect("env-updated", number_by_chapter)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -11,7 +11,8 @@ the LaTeX source and the PDF's text (``pdftotext``, from poppler-utils):
 - no page is blank, and no box's title is printed alone at the foot of a page;
 - the introduction is a chapter in the contents; parts are not named "Part I" twice;
 - one bibliography, no index of the proofs' labels;
-- every proof ends with its mark, and no box has an empty title.
+- every proof ends with its mark, and no box has an empty title;
+- boxes are numbered by chapter, as on the website ("Definition 1.1", not "Definition 1.1.1").
 """
 
 from __future__ import annotations
@@ -103,9 +104,11 @@ def test_no_figure_too_large_for_its_page(log, tex):
 
 
 def test_every_figure_is_vector(tex):
-    images = re.findall(r"\\sphinxincludegraphics(?:\[[^\]]*\])?\{\{?([^}]+?)\}?\}", tex)
+    # Sphinx writes \sphinxincludegraphics[options]{{name}.ext}.
+    images = [re.sub(r"[{}]", "", i) for i in re.findall(
+        r"\\sphinxincludegraphics(?:\[[^\]]*\])?\{((?:[^{}]|\{[^{}]*\})*)\}", tex)]
     assert images, "no figure in the PDF"
-    raster = [i for i in images if not i.lower().endswith((".pdf", "pdf}"))]
+    raster = [i for i in images if not i.lower().endswith(".pdf")]
     assert not raster, f"figures included as pixels (style.use() asks for PDF): {raster[:10]}"
 
 
@@ -154,3 +157,10 @@ def test_every_proof_ends_with_its_mark(tex):
     assert tex.count("\\ensuremath{\\blacksquare}") == proofs
     assert tex.count("\\sphinxstyleemphasis{Proof.}") == proofs
     assert "\\begin{sphinxadmonition}{note}{}" not in tex, "a box with an empty title"
+
+
+def test_boxes_are_numbered_as_on_the_website(tex):
+    three_levels = sorted(set(re.findall(
+        r"(?:Definition|Theorem|Lemma|Proposition|Corollary|Algorithm|Exercise) \d+\.\d+\.\d+", tex)))
+    assert not three_levels, f"numbered to three levels, unlike the website: {three_levels[:10]}"
+    assert re.search(r"Definition \d+\.\d+\b", tex), "no numbered definition found"
