@@ -141,10 +141,13 @@ class ProofsAsInBooks(SphinxPostTransform):
 LATEX_NUMBERED = {"figure", "table", "code-block"}
 
 
-def number_by_chapter(app: Sphinx, env) -> None:
-    """Renumber every other numbered box (chapter, section, n) -> (chapter, k), in page order."""
+def number_by_chapter(app: Sphinx, env) -> list[str]:
+    """Renumber every other numbered box (chapter, section, n) -> (chapter, k), in page order.
+
+    Runs on env-get-updated after Sphinx's own numbering (TocTreeCollector, priority 500).
+    """
     if app.builder.name != "latex":
-        return
+        return []
     for types in env.toc_fignumbers.values():
         for figtype, numbers in types.items():
             if figtype in LATEX_NUMBERED:
@@ -152,6 +155,7 @@ def number_by_chapter(app: Sphinx, env) -> None:
             in_order = sorted(numbers.items(), key=lambda item: item[1])
             for k, (node_id, number) in enumerate(in_order, start=1):
                 numbers[node_id] = (number[0], k)
+    return []
 
 
 def setup(app: Sphinx) -> dict:
@@ -159,5 +163,5 @@ def setup(app: Sphinx) -> dict:
     app.add_config_value("attnbook_latex_bibliography_page", "book/bibliography", "env")
     for transform in (IntroductionChapter, PartTitles, BibliographyOnce, ProofsAsInBooks):
         app.add_post_transform(transform)
-    app.connect("env-updated", number_by_chapter)
+    app.connect("env-get-updated", number_by_chapter, priority=900)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
