@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
+import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
@@ -280,3 +282,18 @@ def test_the_variants_keep_their_text_apart(function, kwargs):
     inside = fig.bbox
     assert all(b.x0 >= inside.x0 - 0.5 and b.x1 <= inside.x1 + 0.5 and b.y0 >= inside.y0 - 0.5
                and b.y1 <= inside.y1 + 0.5 for _, b in boxes)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_docstring_suggests_a_caption_and_an_alt_text(name):
+    """The suggestion is the YAML a chapter's figure cell takes, ready to paste."""
+    doc = getattr(diagrams, name).__doc__
+    assert "figure cell::" in doc, f"{name}: no suggested caption and alt text"
+    block = doc.split("figure cell::", 1)[1].split("    Examples", 1)[0]
+    suggested = yaml.safe_load(textwrap.dedent(block))
+    assert set(suggested) == {"caption", "alt"}
+    assert len(suggested["caption"]) > 60 and len(suggested["alt"]) > 150
+    assert suggested["alt"].startswith("Diagram")
+    # The caption names the colours it uses, as the book's captions do.
+    named = [c for c in ("blue", "orange", "green", "vermillion", "grey") if c in suggested["caption"]]
+    assert named, f"{name}: the caption explains no colour"

@@ -1,6 +1,6 @@
 """Schematic diagrams of the book's architectures, drawn by code when the book is built.
 
-One function per diagram, each returning a :class:`matplotlib.figure.Figure` (created without
+One function per diagram, each returning a ``matplotlib.figure.Figure`` (created without
 pyplot, so that nothing is shown twice and nothing stays open): in a chapter, the figure is the
 cell's last expression. Every diagram uses the symbols of the chapter it belongs to, in the
 book's palette with one colour per role (:data:`ROLES`): a box or arrow of a role has the role's
@@ -200,15 +200,18 @@ def encoder_decoder() -> Figure:
     Chapter 1, *The bottleneck problem*: equations ``eq-ch1-encoder`` and ``eq-ch1-decoder``,
     definition ``def-ch1-fixed-context``. In code, ``Seq2Seq`` with ``attention="none"``.
 
-    Suggested caption: "The encoder–decoder without attention. The encoder's states
-    $\\vec{h}_t$ are reduced to one context vector $\\vec{c}$ (vermillion) of fixed size $d_c$;
-    the decoder reads $\\vec{c}$ at every step and sees nothing else of the source."
+    Suggested caption and alt text, for the ``mystnb`` metadata of the chapter's figure cell::
 
-    Suggested alt text: "Diagram. Source words x 1, x 2 to x T x enter a row of encoder boxes
-    h 1, h 2 to h T x, linked left to right. The last one feeds a single vermillion box c, the
-    fixed-length context in R to the d c. A line from c runs under every decoder box s 1, s 2
-    to s T y, which are linked left to right, read the previous word y 0 to y T y minus 1 from
-    below and emit y 1 to y T y above."
+        caption: >-
+          The encoder–decoder without attention. The encoder's states $\\vec{h}_t$ are
+          reduced to one context vector $\\vec{c}$ (vermillion) of fixed size $d_c$; the
+          decoder reads $\\vec{c}$ at every step and sees nothing else of the source.
+        alt: >-
+          Diagram. Source words x 1, x 2 to x T x enter a row of encoder boxes h 1, h 2 to h
+          T x, linked left to right. The last one feeds a single vermillion box c, the
+          fixed-length context in R to the d c. A line from c runs under every decoder box s
+          1, s 2 to s T y, which are linked left to right, read the previous word y 0 to y T
+          y minus 1 from below and emit y 1 to y T y above.
 
     Examples
     --------
@@ -284,19 +287,23 @@ def bahdanau_step() -> Figure:
     Chapter 4, *Learning to align and translate*: equation ``eq-ch4-decoder`` and algorithm
     ``alg-ch4-step``. In code, ``Seq2Seq._step``.
 
-    Suggested caption: "One decoding step of RNNsearch. The previous state $\\vec{s}_{i-1}$ is
-    the query (blue): it scores every annotation $\\vec{h}_j$ through its key
-    $\\vec{k}_j = \\vec{h}_j W_k$ (orange); the softmax over $j$ turns the scores $e_{ij}$ into
-    weights $\\alpha_{ij}$ (bar heights); the annotations are also the values (green), and their
-    weighted sum is the context $\\vec{c}_i$ (vermillion), which the GRU reads to make
-    $\\vec{s}_i$."
+    Suggested caption and alt text, for the ``mystnb`` metadata of the chapter's figure cell::
 
-    Suggested alt text: "Diagram. A row of annotation boxes h 1, h 2, h 3 to h T x at the top.
-    Below each, an orange key box k j feeds a score box e i j, which also receives a blue line
-    from the query, the previous state s i minus 1 at the bottom left. Each score becomes a
-    weight alpha i j, drawn as a bar; the middle one is tallest. A green line from each
-    annotation is multiplied by its weight and the products are summed into a vermillion box
-    c i, which enters a GRU together with s i minus 1 and E y i minus 1; the GRU outputs s i."
+        caption: >-
+          One decoding step of RNNsearch. The previous state $\\vec{s}_{i-1}$ is the query
+          (blue): it scores every annotation $\\vec{h}_j$ through its key $\\vec{k}_j =
+          \\vec{h}_j W_k$ (orange); the softmax over $j$ turns the scores $e_{ij}$ into
+          weights $\\alpha_{ij}$ (bar heights); the annotations are also the values (green),
+          and their weighted sum is the context $\\vec{c}_i$ (vermillion), which the GRU
+          reads to make $\\vec{s}_i$.
+        alt: >-
+          Diagram. A row of annotation boxes h 1, h j and h T x at the top. Below each,
+          an orange key box k j feeds a score box e i j, which also receives a blue line
+          from the query, the previous state s i minus 1 at the bottom left. Each score
+          becomes a weight alpha i j, drawn as a bar; the middle one is tallest. A green
+          line from each annotation is multiplied by its weight and the products are summed
+          into a vermillion box c i, which enters a GRU together with s i minus 1 and E y i
+          minus 1; the GRU outputs s i.
 
     Examples
     --------
@@ -389,7 +396,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        A 6.2 x 3.35 inch diagram (3.55 inches tall with the causal mask).
+        A 6.2 x 3.1 inch diagram (3.3 inches tall with the causal mask).
 
     Raises
     ------
@@ -405,24 +412,27 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     Chapter 5, *Queries, keys, values: scaled dot-product attention*: definition
     ``def-ch5-attention`` and equation ``eq-ch5-forward`` (``S``, ``A``, ``O``).
 
-    Suggested caption: "Scaled dot-product attention as a flow of shapes ($T_q = 3$ queries,
-    $T_k = 4$ keys, $d_k = 3$, $d_v = 2$). Queries are blue, keys orange, values green and the
-    output vermillion; scores use the diverging colour map and weights the sequential one. The
-    mask hides the fourth key (grey): its score becomes $-\\infty$ and its weight exactly
-    zero. Each row of $A$ sums to one."
+    Suggested caption and alt text, for the ``mystnb`` metadata of the chapter's figure cell::
 
-    Suggested alt text: "Diagram of matrices. A blue 3 by 3 matrix Q beside and an orange 3 by
-    4 matrix K transposed above give the 3 by 4 score matrix S, equal to Q K transposed over
-    the square root of d k. A 3 by 4 mask M whose last column is grey turns the last column
-    of S grey, minus infinity. A softmax over each row gives the weights A, whose last column
-    is zero. A beside and a green 4 by 2 matrix V above give the vermillion 3 by 2 output O,
-    whose row i is the context vector c i."
+        caption: >-
+          Scaled dot-product attention as a flow of shapes ($T_q = 3$ queries, $T_k = 4$
+          keys, $d_k = 3$, $d_v = 2$). Queries are blue, keys orange, values green and the
+          output vermillion; scores use the diverging colour map and weights the sequential
+          one. The mask hides the fourth key (grey): its score becomes $-\\infty$ and its
+          weight exactly zero. Each row of $A$ sums to one.
+        alt: >-
+          Diagram of matrices. A blue 3 by 3 matrix Q beside and an orange 3 by 4 matrix K
+          transposed above give the 3 by 4 score matrix S, equal to Q K transposed over the
+          square root of d k. A 3 by 4 mask M whose last column is grey turns the last
+          column of S grey, minus infinity. A softmax over each row gives the weights A,
+          whose last column is zero. A beside and a green 4 by 2 matrix V above give the
+          vermillion 3 by 2 output O, whose row i is the context vector c i.
 
     Examples
     --------
     >>> fig = scaled_dot_product_attention(mask="causal")
     >>> fig.get_size_inches().round(2).tolist()
-    [6.2, 3.55]
+    [6.2, 3.3]
     """
     import matplotlib as mpl
 
@@ -446,7 +456,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     a_faces = np.where(keep, a_faces, to_hex(sequential(0.0)))
 
     u = 0.2  # one cell
-    y0 = 0.95 + T_q * u + 0.55  # top edge of the results' row
+    y0 = 0.7 + T_q * u + 0.55  # top edge of the results' row
     with rc_context(RC):
         cv = _Canvas(6.2, y0 + max(d_k, T_k) * u + 0.45)
         q_face, k_face, v_face, o_face = (tint(style.COLORS[r], 0.3) for r in ROLES)
@@ -494,8 +504,8 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         # What the two cells of the mask mean.
         for x, face, text in ((0.2, PAPER, "$M$ True: may attend"),
                               (2.65, MASKED, r"$M$ False: score $-\infty$, weight 0")):
-            cv.cells(x, 0.3 + u / 2, 1, 1, u, face)
-            cv.text(x + u + 0.08, 0.3, text, size=SMALL, ha="left")
+            cv.cells(x, 0.22 + u / 2, 1, 1, u, face)
+            cv.text(x + u + 0.08, 0.22, text, size=SMALL, ha="left")
     return cv.fig
 
 
@@ -531,17 +541,21 @@ def multi_head_attention(n_heads: int = 3) -> Figure:
     Chapter 6, *Multi-head attention*: definition ``def-ch6-multi-head`` and equations
     ``eq-ch6-head``, ``eq-ch6-multihead`` and ``eq-ch6-stacked``.
 
-    Suggested caption: "Multi-head attention with $h = 3$ heads. One product per input
-    computes all heads' projections; column block $i$ (numbered) of $QW^Q$, $KW^K$, $VW^V$ is
-    the input of head $i$. Each head attends on its own, the outputs $\\mathrm{head}_i$
-    (vermillion) are concatenated and multiplied by $W^O$. Queries are blue, keys orange,
-    values green."
+    Suggested caption and alt text, for the ``mystnb`` metadata of the chapter's figure cell::
 
-    Suggested alt text: "Diagram. Three matrices Q (blue), K (orange), V (green) are each
-    multiplied by one weight matrix W Q, W K, W V; each product is cut into three numbered
-    column blocks. An arrow labelled split leads to three rows, one per head; row i holds
-    block i of each product, an Attention box and its output head i. The three outputs are
-    placed side by side (concat) and multiplied by W O, giving MultiHead of Q, K, V."
+        caption: >-
+          Multi-head attention with $h = 3$ heads. One product per input computes all heads'
+          projections; column block $i$ (numbered) of $QW^Q$, $KW^K$, $VW^V$ is the input of
+          head $i$. Each head attends on its own, the outputs $\\mathrm{head}_i$
+          (vermillion) are concatenated and multiplied by $W^O$. Queries are blue, keys
+          orange, values green.
+        alt: >-
+          Diagram. Three matrices Q (blue), K (orange), V (green) are each multiplied by one
+          weight matrix W Q, W K, W V; each product is cut into three numbered column
+          blocks. An arrow labelled split leads to three rows, one per head; row i holds
+          block i of each product, an Attention box and its output head i. The three outputs
+          are placed side by side (concat) and multiplied by W O, giving MultiHead of Q, K,
+          V.
 
     Examples
     --------
@@ -708,21 +722,25 @@ def transformer_blocks(norm: str = "post") -> Figure:
     and the sections *Three attentions, three masks* and *Post-LN or pre-LN?*. In code,
     ``EncoderBlock`` and ``DecoderBlock``.
 
-    Suggested caption: "The encoder block (left) and decoder block (middle) of the
-    Transformer, post-LN as in the paper, each repeated $N$ times; the arrows into each
-    attention carry its queries (blue), keys (orange) and values (green), and the small grids
-    are the masks (grey: masked). Right: one sublayer with its residual connection, post-LN
-    beside pre-LN; pre-LN leaves the residual path untouched and adds one LayerNorm after
-    the last block."
+    Suggested caption and alt text, for the ``mystnb`` metadata of the chapter's figure cell::
 
-    Suggested alt text: "Diagram. The encoder block: the source embeddings plus positions
-    enter MultiHead of H, H, H under a padding mask, then an addition with the residual path,
-    LayerNorm, FFN, addition, LayerNorm; the block repeats N times and its output H goes to
-    the decoder. The decoder block: target embeddings plus positions, MultiHead of Y, Y, Y
-    under a causal mask, add and LayerNorm, MultiHead of Y, H, H whose keys and values come
-    from H under the padding mask, add and LayerNorm, FFN, add and LayerNorm, then a softmax
-    over the vocabulary. On the right, post-LN applies LayerNorm after the addition; pre-LN
-    applies it to the sublayer's input, off the residual path."
+        caption: >-
+          The encoder block (left) and decoder block (middle) of the Transformer, post-LN as
+          in the paper, each repeated $N$ times; the arrows into each attention carry its
+          queries (blue), keys (orange) and values (green), and the small grids are the
+          masks (grey: masked). Right: one sublayer with its residual connection, post-LN
+          beside pre-LN; pre-LN leaves the residual path untouched and adds one LayerNorm
+          after the last block.
+        alt: >-
+          Diagram. The encoder block: the source embeddings plus positions enter MultiHead
+          of H, H, H under a padding mask, then an addition with the residual path,
+          LayerNorm, FFN, addition, LayerNorm; the block repeats N times and its output H
+          goes to the decoder. The decoder block: target embeddings plus positions,
+          MultiHead of Y, Y, Y under a causal mask, add and LayerNorm, MultiHead of Y, H, H
+          whose keys and values come from H under the padding mask, add and LayerNorm, FFN,
+          add and LayerNorm, then a softmax over the vocabulary. On the right, post-LN
+          applies LayerNorm after the addition; pre-LN applies it to the sublayer's input,
+          off the residual path.
 
     Examples
     --------
@@ -823,19 +841,23 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
     Chapter 9, *The cost of attention*: algorithm ``alg-ch9-flash`` (tiled attention with an
     online softmax; FlashAttention-2's loop order, queries outer).
 
-    Suggested caption: "FlashAttention's tiles, queries in the outer loop ({prf:ref}`alg-ch9-flash`).
-    Left: the scores are computed one $B_r \\times B_c$ tile at a time, in the numbered order;
-    at step 5 fast memory holds $Q_2$, $K_2$, $V_2$, the tile $S$ and the running $m$, $\\ell$
-    and $A$ of $O_2$ (strong colours); everything else stays in slow memory (pale). Right: the
-    blocks held in fast memory at every step; $O_i$ is written once, at the end of its row."
+    Suggested caption and alt text, for the ``mystnb`` metadata of the chapter's figure cell::
 
-    Suggested alt text: "Diagram. Left: a 3 by 3 grid of score tiles numbered 1 to 9 row by
-    row, with blue query blocks Q 1 to Q 3 on its left, orange key blocks K 1 to K 3
-    transposed above, green value blocks V 1 to V 3 below and vermillion output blocks O 1 to
-    O 3 on its right. Tile 5, row 2 and column 2, is highlighted with Q 2, K 2, V 2 and O 2.
-    Right: a chart with a row per block and a column per step 1 to 9: Q i is held for the
-    three steps of row i, K j and V j at one step in every row, and O i through row i, written
-    at its last step."
+        caption: >-
+          FlashAttention's tiles, queries in the outer loop ({prf:ref}`alg-ch9-flash`).
+          Left: the scores are computed one $B_r \\times B_c$ tile at a time, in the numbered
+          order; at step 5 fast memory holds $Q_2$ (blue), $K_2$ (orange), $V_2$ (green), the
+          tile $S$ and the running $m$, $\\ell$ and $A$ of $O_2$ (vermillion), drawn strong;
+          every other block stays in slow memory, drawn pale. Right: the blocks held in fast
+          memory at every step; $O_i$ is written once, at the end of its row (w).
+        alt: >-
+          Diagram. Left: a 3 by 3 grid of score tiles numbered 1 to 9 row by row, with blue
+          query blocks Q 1 to Q 3 on its left, orange key blocks K 1 to K 3 transposed
+          above, green value blocks V 1 to V 3 below and vermillion output blocks O 1 to O 3
+          on its right. Tile 5, row 2 and column 2, is highlighted with Q 2, K 2, V 2 and O
+          2. Right: a chart with a row per block and a column per step 1 to 9: Q i is held
+          for the three steps of row i, K j and V j at one step in every row, and O i
+          through row i, written at its last step.
 
     Examples
     --------

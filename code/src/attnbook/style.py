@@ -42,9 +42,9 @@ DIVERGING_CMAP = "PuOr"
 #: measures both on the built site.
 MIN_FONT_SIZE = 11
 
-#: The formats in which a notebook returns each figure: SVG for the site (vector, crisp at any
-#: zoom; a heatmap embeds its pixels) and PDF for the LaTeX builder (vector in the PDF edition).
-#: myst-nb picks SVG for HTML and PDF for LaTeX; the other one stays only in the notebook.
+#: The formats in which a notebook returns each figure. SVG is for the site (vector, crisp at
+#: any zoom; a heatmap embeds its pixels) and PDF for the LaTeX builder (vector in the PDF
+#: edition); myst-nb picks SVG for HTML and PDF for LaTeX, the other stays in the notebook.
 FIGURE_FORMATS = ("svg", "pdf")
 
 
