@@ -432,3 +432,12 @@ def test_the_measurement_notices_every_defect(tmp_path):
     (figure,) = m["figures"]
     assert figure["id"] == "fig-tiny"
     assert figure["sizes"][0]["px"] == pytest.approx(5 * 300 / 460.8, rel=0.01)
+
+
+def test_no_equation_reference_in_double_parentheses():
+    """A reference in parentheses keeps one pair (_ext/attnbook_eqref.py): "(1.1)", not "((1.1))"."""
+    doubled = []
+    for page in site_pages(HTML):
+        text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
+        doubled += [f"{page.relative_to(HTML)}: {m}" for m in re.findall(r"\(\(\d+\.\d+\)\)", text)]
+    assert not doubled, "\n".join(doubled)
