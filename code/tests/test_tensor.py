@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis.extra import numpy as hnp
 
 from attnbook import Tensor, concatenate, gradcheck, no_grad, stack, where
-from attnbook.tensor import _make, is_grad_enabled, layer_norm_tensor
+from attnbook.ops import layer_norm as layer_norm_node
+from attnbook.tensor import is_grad_enabled, node, requires_grad
 
 
 def leaf(rng, *shape, positive=False):
@@ -368,15 +369,15 @@ def test_masked_softmax_gives_exact_zeros_and_zero_gradient(rng):
     assert gradcheck(lambda t: (where(mask, t, -np.inf).softmax(-1) * w).sum(), x)
 
 
-def test_layer_norm_tensor_values_and_gradients(rng):
+def test_layer_norm_node_values_and_gradients(rng):
     x, gamma, beta = leaf(rng, 2, 3, 5), leaf(rng, 5), leaf(rng, 5)
-    y = layer_norm_tensor(x, gamma, beta, eps=1e-5)
+    y = layer_norm_node(x, gamma, beta, eps=1e-5)
     mu = x.data.mean(-1, keepdims=True)
     var = x.data.var(-1, keepdims=True)
     np.testing.assert_allclose(y.data, (x.data - mu) / np.sqrt(var + 1e-5) * gamma.data + beta.data)
     w = rng.standard_normal((2, 3, 5))
-    assert gradcheck(lambda a, g, b: (layer_norm_tensor(a, g, b) * w).sum(), x, gamma, beta)
-    assert gradcheck(lambda a: (layer_norm_tensor(a) * w).sum(), x)
+    assert gradcheck(lambda a, g, b: (layer_norm_node(a, g, b) * w).sum(), x, gamma, beta)
+    assert gradcheck(lambda a: (layer_norm_node(a) * w).sum(), x)
 
 
 # ------------------------------------------------------------- module functions
@@ -407,9 +408,11 @@ def test_where_with_broadcasting(rng):
     assert gradcheck(lambda x: (where(cond, 2.0, x) * w).sum(), b)
 
 
-def test_make_wraps_numpy_scalars():
-    t = _make(np.float64(2.0), (), None, "x")
-    assert isinstance(t.data, np.ndarray) and t.shape == ()
+def test_node_wraps_numpy_scalars():
+    t = node(np.float64(2.0), (), None, "x")
+    assert isinstance(t.data, np.ndarray) and t.shape == () and not t.requires_grad
+    s = node(np.float64(2.0), (Tensor(1.0, requires_grad=True),), lambda g: (g,), "y")
+    assert isinstance(s.data, np.ndarray) and s.data.dtype == np.float64 and s.requires_grad
 
 
 # ---------------------------------------------------------------------- gradcheck
@@ -419,7 +422,7 @@ def test_gradcheck_catches_a_wrong_gradient():
     x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
 
     def wrong_square(t):
-        return _make(t.data**2, (t,), lambda g: (g * t.data,), "bad")  # missing factor 2
+        return node(t.data**2, (t,), lambda g: (g * t.data,), "bad")  # missing factor 2
 
     with pytest.raises(AssertionError, match=r"input 0 .*index \(2,\)"):
         gradcheck(lambda t: wrong_square(t).sum(), x)

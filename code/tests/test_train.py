@@ -10,7 +10,7 @@ from attnbook import train as train_module
 from attnbook.losses import cross_entropy
 from attnbook.nn import Linear
 from attnbook.optim import SGD, Adam, constant, warmup_linear
-from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnbook.train import History, cache_key, cached, fit
 from attnbook.transformer import CausalLM, TransformerConfig
 
@@ -170,7 +170,7 @@ def test_cached_errors(tmp_path):
 
 # ------------------------------------------------------------- docstring examples
 
-TRAINING_MODULES = ["nn", "rnn", "transformer", "losses", "optim", "decoding", "train"]
+TRAINING_MODULES = ["nn", "gru", "seq2seq", "transformer", "losses", "optim", "decoding", "train"]
 
 
 @pytest.mark.parametrize("name", TRAINING_MODULES)

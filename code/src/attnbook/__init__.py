@@ -6,6 +6,12 @@ autograd ``Tensor`` (for training), with one body of code for both.
 
 __version__ = "0.1.0"
 
+# Keep freed buffers mapped on glibc (2x faster autograd; numbers unchanged). Opt out with
+# ATTNBOOK_NO_MALLOPT=1; see attnbook/_malloc.py.
+from . import _malloc
+
+_malloc.configure()
+
 from .attention import merge_heads, multi_head_attention, scaled_dot_product_attention, split_heads
 from .flash import flash_attention
 from .gradcheck import gradcheck
@@ -16,9 +22,9 @@ from .scores import additive_score, cosine_score, dot_score, general_score, scal
 from .softmax import log_softmax, softmax
 from .tensor import Tensor, concatenate, no_grad, stack, where
 
-# The training stack and the data the book trains on, as submodules: attnbook.nn, attnbook.rnn, ...
-from . import (batching, decoding, losses, metrics, nn, optim, recipes, rnn, style, tasks, train,
-               transformer)
+# The training stack and the data the book trains on, as submodules: attnbook.nn, attnbook.gru, ...
+from . import (batching, decoding, gru, losses, metrics, nn, optim, recipes, seq2seq, style, tasks,
+               tokens, train, transformer)
 
 __all__ = [
     "__version__",

@@ -21,7 +21,7 @@ from .decoding import greedy_decode
 from .losses import cross_entropy
 from .metrics import alignment_accuracy, corpus_bleu, exact_match, token_accuracy
 from .optim import Adam, warmup_linear
-from .rnn import Seq2Seq, Seq2SeqConfig
+from .seq2seq import Seq2Seq, Seq2SeqConfig
 from .tasks import SRC_VOCAB, TGT_VOCAB, make_dataset
 from .train import fit
 from .transformer import EncoderDecoderTransformer, TransformerConfig
@@ -70,7 +70,7 @@ def translation_run(attention, d, seed, **changes):
     Parameters
     ----------
     attention : str
-        One of :data:`attnbook.rnn.ATTENTION_KINDS` ("none", "additive", ...).
+        One of :data:`attnbook.seq2seq.ATTENTION_KINDS` ("none", "additive", ...).
     d : int
         Width of each encoder direction and of the decoder.
     seed : int
@@ -107,7 +107,7 @@ def train_translation(run):
 
     Returns
     -------
-    model : attnbook.rnn.Seq2Seq
+    model : attnbook.seq2seq.Seq2Seq
     history : attnbook.train.History
         Its ``metrics`` hold ``token_accuracy_L``, ``exact_match_L``, ``bleu_L`` (greedy
         decoding) and, with attention, ``alignment_accuracy_L`` for each L in TEST_LENGTHS.

@@ -37,7 +37,7 @@ from .nn import (
     token_ids,
 )
 from .positions import alibi_bias, sinusoidal_positions
-from .tasks.vocab import BOS
+from .tokens import BOS
 from .tensor import Tensor
 
 __all__ = [
