@@ -12,16 +12,13 @@ import numpy as np
 
 from . import _kernels as _k
 from . import tensor as _t
+from ._checks import values
 from .tensor import Tensor
 
 __all__ = [
     "is_tensor", "any_tensor", "swapaxes", "exp", "log", "tanh", "sqrt", "concatenate",
     "stack", "add_into", "masked_fill", "softmax", "log_softmax", "layer_norm",
 ]
-
-
-def _values(x):
-    return x.data if isinstance(x, Tensor) else x
 
 
 def is_tensor(x):
@@ -107,20 +104,20 @@ def log_softmax(x, axis=-1):
 
 
 def layer_norm(x, gamma=None, beta=None, eps=1e-5):
-    """Normalise the last axis to mean 0 and variance 1, then scale and shift (one fused node)."""
-    xhat, rstd = _k.layer_norm(_values(x), eps)  # (..., d), (..., 1)
+    """Normalise the last axis to mean 0 and variance 1, then scale and shift; one node on Tensors."""
+    xhat, rstd = _k.layer_norm(values(x), eps)  # (..., d), (..., 1)
     tensors = any_tensor(x, gamma, beta)
     y = xhat.copy() if tensors else xhat  # backward reads xhat: the node's value gets its own
     if gamma is not None:
-        y *= _values(gamma)
+        y *= values(gamma)
     if beta is not None:
-        y += _values(beta)
+        y += values(beta)
     if not tensors:
         return y
     lead = tuple(range(y.ndim - 1))  # gamma and beta (d,) are shared by every token
 
     def backward(g):
-        dxhat = g if gamma is None else g * _values(gamma)
+        dxhat = g if gamma is None else g * values(gamma)
         dx = _k.layer_norm_backward(dxhat, xhat, rstd) if _t.requires_grad(x) else None
         dgamma = (g * xhat).sum(axis=lead) if _t.requires_grad(gamma) else None
         dbeta = g.sum(axis=lead) if _t.requires_grad(beta) else None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import values
 from ._kernels import softmax_backward, tanh_backward
 from .gru import BiGRUEncoder, GRUCell
 from .nn import Embedding, Linear, Module, fan_in_uniform, token_ids
@@ -28,17 +29,13 @@ __all__ = ["Seq2SeqConfig", "Seq2SeqState", "Seq2Seq", "ATTENTION_KINDS"]
 ATTENTION_KINDS = ("none", "additive", "dot", "scaled_dot", "general", "bilinear", "cosine")
 
 
-def _data(x):
-    return x.data if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64)
-
-
 def _additive_energy(s, W_q, K_a, w_v):
     """Bahdanau's energies ``e_j = w_v . tanh(s W_q + K_a[j])`` for one decoder step, one node.
 
     ``K_a = h W_k`` (B, T, d_a) is computed once per sentence; this is
     ``additive_score(s, h, W_q, W_k, w_v)`` without recomputing ``h W_k`` at every step.
     """
-    sd, Wq, K, wv = _data(s), _data(W_q), _data(K_a), _data(w_v)
+    sd, Wq, K, wv = values(s), values(W_q), values(K_a), values(w_v)
     P = np.tanh((sd @ Wq)[:, None, :] + K)  # (B, T, d_a)
     e = P @ wv  # (B, T)
 
@@ -57,7 +54,7 @@ def _context(e, h, mask=None):
 
     Returns the context Tensor (B, D) and the weights as an ndarray (B, T) (no gradient).
     """
-    ed, hd = _data(e), _data(h)
+    ed, hd = values(e), values(h)
     if mask is not None:
         ed = masked_fill(ed, mask)  # -inf: weight 0
     alpha = softmax(ed, axis=-1)  # (B, T)
@@ -65,6 +62,7 @@ def _context(e, h, mask=None):
 
     def backward(g):
         dalpha = (hd @ g[:, :, None])[:, :, 0]  # (B, T): c = sum_j alpha_j h_j
+        # softmax's backward (Chapter 5): de = alpha * (dalpha - sum(dalpha * alpha))
         return softmax_backward(dalpha, alpha), alpha[:, :, None] * g[:, None, :]
 
     return node(c, (e, h), backward, "context"), alpha
