@@ -5,13 +5,14 @@ forward kernel here and, next to it, the backward kernel the book derives. Both 
 the package call these same functions: the ndarray path calls the forward kernel alone,
 the Tensor path wraps it in a ``tensor.node`` whose backward calls the backward kernel.
 So the two paths cannot drift apart, and a fused node built elsewhere (a GRU step,
-attention's context, cross-entropy) reuses the same backward instead of re-deriving it.
+attention's context in a recurrent decoder) reuses the same backward instead of re-deriving it.
 
 Conventions: a backward kernel takes ``g`` (the gradient of the loss with respect to the
 forward result) and what the forward pass returned, and returns the gradient with respect
-to the input. Kernels never write into their arguments (``g`` may be shared by several
-nodes); ``out=`` lets a caller that owns a fresh array reuse it. Nothing here validates
-its inputs or knows about Tensors: the public functions validate, ``tensor`` records.
+to the input, written as the formula the book derives. Kernels never write into their
+arguments (``g`` may be shared by several nodes); ``softmax(x, out=x)`` reuses an array
+the caller owns. Nothing here validates its inputs or knows about Tensors: the public
+functions validate, ``tensor.node`` records.
 """
 
 from __future__ import annotations
@@ -58,11 +59,7 @@ def softmax(x, axis=-1, out=None):
 
 def softmax_backward(g, y, axis=-1):
     """dx = y * (g - sum(g * y)), with ``y = softmax(x)`` (Chapter 5 derives it)."""
-    dx = g * y
-    s = dx.sum(axis=axis, keepdims=True)
-    np.subtract(g, s, out=dx)  # reuse the buffer of g * y
-    dx *= y
-    return dx
+    return y * (g - (g * y).sum(axis=axis, keepdims=True))
 
 
 def log_softmax(x, axis=-1):
@@ -75,10 +72,7 @@ def log_softmax(x, axis=-1):
 
 def log_softmax_backward(g, y, axis=-1):
     """dx = g - softmax(x) * sum(g), with ``y = log_softmax(x)`` (so softmax = exp(y))."""
-    dx = np.exp(y)
-    dx *= g.sum(axis=axis, keepdims=True)
-    np.subtract(g, dx, out=dx)
-    return dx
+    return g - np.exp(y) * g.sum(axis=axis, keepdims=True)
 
 
 def layer_norm(x, eps):
@@ -94,8 +88,7 @@ def layer_norm(x, eps):
 
 
 def layer_norm_backward(dxhat, xhat, rstd):
-    """dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) * rstd (Chapter 8 derives it)."""
-    dx = dxhat - dxhat.mean(axis=-1, keepdims=True)
-    dx -= xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
-    dx *= rstd
-    return dx
+    """dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var + eps) (Chapter 8)."""
+    return rstd * (dxhat
+                   - dxhat.mean(axis=-1, keepdims=True)
+                   - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
