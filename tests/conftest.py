@@ -68,4 +68,7 @@ def site() -> dict[Path, Page]:
 @pytest.fixture(scope="session")
 def book_pages(site) -> dict[Path, Page]:
     """The pages written from book/ (not search, genindex or the redirect)."""
-    return {p: page for p, page in site.items() if (HTML / "book") in p.parents}
+    pages = {p: page for p, page in site.items() if (HTML / "book") in p.parents}
+    if not pages:  # every check over the pages would pass, checking nothing
+        pytest.fail(f"no page of book/ in {HTML}: is the book built, and the filter right?")
+    return pages

@@ -140,6 +140,7 @@ def readings(chromium, axe_source) -> dict[tuple[str, str], dict]:
                 name = page.relative_to(HTML).as_posix()
                 rules = None if scheme == "light" else THEME_RULES
                 found[scheme, name] = read(tab, f"{base}/{name}", axe_source, rules)
+    assert found, f"no page read from {HTML}: every check over the readings would check nothing"
     return found
 
 
@@ -184,6 +185,7 @@ def test_each_colour_scheme_really_renders_its_theme(readings):
 def test_no_serious_or_critical_accessibility_violation(readings, axe_source, scheme):
     if axe_source is None:
         pytest.skip("axe-core needs npm to be installed from the npm registry (not found on PATH)")
+    assert any(s == scheme for s, _ in readings), f"no page was read in the {scheme} scheme"
     problems = [
         f"{name}: [{v['impact']}] {v['id']}: {v['help']} at {', '.join(n['target'] for n in nodes[:3])}"
         for (s, name), r in readings.items() if s == scheme
@@ -233,22 +235,27 @@ CSS_REMOTE = re.compile(r"""(?:url\(\s*["']?|@import\s+["']?)((?:https?:)?//[^"'
 
 
 def test_headings_go_down_one_level_at_a_time():
-    problems = []
+    problems, checked = [], set()
     for page in pages(HTML):
         match = ARTICLE.search(page.read_text(encoding="utf-8"))
         if not match:
             continue
+        checked.add(page)
         levels = [int(h) for h in HEADING.findall(match.group(1))]
         name = page.relative_to(HTML).as_posix()
         if levels.count(1) != 1 or levels[0] != 1:
             problems.append(f"{name}: needs exactly one h1, first; has levels {levels}")
         problems += [f"{name}: h{a} followed by h{b}" for a, b in zip(levels, levels[1:]) if b > a + 1]
     assert pages(HTML), "no built pages in _build/html: build the book first"
+    chapters = {p for p in pages(HTML) if (HTML / "book") in p.parents}
+    assert chapters and chapters <= checked, \
+        f"no article found on {sorted(p.name for p in chapters - checked)}: has the theme's markup changed?"
     assert not problems, "\n".join(problems)
 
 
 def test_no_page_or_stylesheet_loads_anything_from_the_network():
     problems = []
+    assert pages(HTML), "no built pages in _build/html: build the book first"
     for page in pages(HTML):
         for url in EXTERNAL_ASSET.findall(page.read_text(encoding="utf-8")):
             problems.append(f"{page.relative_to(HTML)}: loads {url}")

@@ -71,7 +71,9 @@ DOI = re.compile(r"^10\.\d{4,9}/\S+$")
 
 @pytest.fixture(scope="module")
 def bib() -> pybtex.database.BibliographyData:
-    return pybtex.database.parse_file(str(BIB))
+    data = pybtex.database.parse_file(str(BIB))
+    assert data.entries, f"{BIB} holds no entries: every check over them would check nothing"
+    return data
 
 
 def cited_keys(text: str) -> list[str]:
@@ -127,11 +129,11 @@ def test_every_entry_links_to_the_work(bib):
 
 def test_every_arxiv_paper_gives_its_arxiv_id(bib):
     # An entry whose link is an arXiv page must also carry the id (the bibliography prints it).
-    problems = [
-        f"{key}: links {entry.fields['url']} but has no eprint"
-        for key, entry in bib.entries.items()
-        if where(entry.fields.get("url", ""))[0] == "arxiv.org" and "eprint" not in entry.fields
-    ]
+    arxiv = {key: entry for key, entry in bib.entries.items()
+             if where(entry.fields.get("url", ""))[0] == "arxiv.org"}
+    assert arxiv, "no entry links to arXiv: is where() still recognising arXiv links?"
+    problems = [f"{key}: links {entry.fields['url']} but has no eprint"
+                for key, entry in arxiv.items() if "eprint" not in entry.fields]
     assert not problems, "\n".join(problems)
 
 

@@ -76,6 +76,10 @@ def test_rows_sum_to_one_and_masked_weights_are_exactly_zero(seed, T_q, T_k, d, 
     lead = (2,) if batched else ()
     q, k, v = (3 * rng.standard_normal(lead + (T, d)) for T in (T_q, T_k, T_k))
     mask = random_mask(rng, lead + (T_q, T_k))
+    if T_k > 1:  # mask one more key of one query (one key per query is kept by random_mask)
+        kept = np.flatnonzero(mask.reshape(-1, T_k).all(axis=0))[0]
+        mask[..., 0, (kept + 1) % T_k] = False
+        assert (~mask).any()
     out, w = scaled_dot_product_attention(q, k, v, mask=mask)
     np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-12)
     assert np.all(w[~mask] == 0.0) and np.all(w >= 0)
@@ -215,6 +219,7 @@ def test_mask_shapes_for_multi_head(rng):
     x = rng.standard_normal((B, T, 4))
     W, b = mha_weights(rng, 4, 4)
     full = random_mask(rng, (B, T, T))
+    assert not full.all(), "nothing is masked: the check below would check nothing"
     _, w = run_mha(x, W, b, H, mask=full)
     assert np.all(w[~np.broadcast_to(full[:, None], w.shape)] == 0.0)
     # (B, 1, T) padding masks and (T, T) causal masks, and their combination

@@ -1,13 +1,10 @@
 """Tests of attnbook.batching: equal-length buckets, padding, seq2seq batches and their masks."""
 
-import doctest
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnbook import batching
 from attnbook.batching import Batch, bucket_batches, make_batch, pad
 from attnbook.tasks import BOS, EOS, PAD, make_dataset
 
@@ -97,6 +94,7 @@ def test_bucketed_translation_batches_have_no_source_padding():
     rng = np.random.default_rng(0)
     data = make_dataset(rng, 300, 2, 12)
     batches = bucket_batches([len(s) for s in data.src], 16, rng)
+    assert len(batches) >= 300 // 16
     for idx in batches:
         batch = make_batch([data.src[i] for i in idx], [data.tgt[i] for i in idx])
         assert isinstance(batch, Batch)
@@ -112,10 +110,3 @@ def test_make_batch_rejects_mismatched_lists():
         make_batch(np.array([[5, 6]]), np.array([[5, 6]]))
     with pytest.raises(ValueError):
         make_batch([], [])
-
-
-@pytest.mark.parametrize("module", [batching], ids=lambda m: m.__name__)
-def test_docstring_examples(module):
-    # The package's doctests also run here, so the suite's own command checks them.
-    failures, tried = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert tried > 0 and failures == 0

@@ -82,6 +82,7 @@ def models(rng):
 
 def test_beam_of_one_is_greedy(rng):
     src = rng.integers(3, 9, (4, 5))
+    attention_compared = 0
     for model in models(rng):
         greedy = greedy_decode(model, src, max_len=7)
         beam = beam_search(model, src, beam_size=1, max_len=7)
@@ -90,17 +91,24 @@ def test_beam_of_one_is_greedy(rng):
         np.testing.assert_allclose(beam.log_probs, greedy.log_probs, atol=1e-12)
         np.testing.assert_array_equal(beam.finished, greedy.finished)
         if greedy.attention is not None:
+            attention_compared += 1
             for g, b in zip(greedy.attention, beam.attention):
                 np.testing.assert_allclose(g, b, atol=1e-14)
+    assert attention_compared > 0, "no model returned attention weights to compare"
 
 
 def test_wider_beams_score_at_least_as_well_here(rng):
     src = rng.integers(3, 9, (4, 5))
     model = EncoderDecoderTransformer(TransformerConfig(9, d_model=8, n_heads=2, d_ff=16), rng=rng)
+    # An untrained model almost never writes EOS within max_len, so no output would finish and
+    # there would be nothing to compare: raise EOS's logit until every row finishes.
+    model.out.b.data[EOS] += 0.7
     narrow = beam_search(model, src, beam_size=1, max_len=6, length_penalty=0.0)
     wide = beam_search(model, src, beam_size=4, max_len=6, length_penalty=0.0)
     finished = narrow.finished & wide.finished
+    assert finished.sum() >= 3, "too few outputs finish for the comparison to mean anything"
     assert (wide.scores[finished] >= narrow.scores[finished] - 1e-12).all()
+    assert (wide.scores[finished] > narrow.scores[finished] + 1e-6).any(), "the wider beam found nothing better"
 
 
 def test_attention_of_each_output_word(rng):

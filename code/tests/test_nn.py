@@ -63,9 +63,10 @@ def test_load_state_dict_errors(rng):
 def test_zero_grad(rng):
     model = Two(rng)
     model(np.ones((1, 2))).sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
+    params = model.parameters()
+    assert params and all(p.grad is not None for p in params)
     model.zero_grad()
-    assert all(p.grad is None for p in model.parameters())
+    assert all(p.grad is None for p in params)
 
 
 def test_initialisers_respect_their_bounds_and_rng(rng):

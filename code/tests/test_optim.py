@@ -1,5 +1,6 @@
 """Optimisers against steps computed by hand and against PyTorch; clipping; schedules."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,9 @@ from attnbook import Tensor
 from attnbook.optim import (
     SGD,
     Adam,
+    SCHEDULE_KINDS,
     AdamW,
+    Schedule,
     clip_grad_norm,
     constant,
     vaswani,
@@ -112,6 +115,22 @@ def test_schedules():
     with pytest.raises(ValueError, match="total >= max\\(warmup, 1\\)"):
         warmup_linear(1.0, warmup=10, total=5)
     assert hash(warmup_linear(1.0, 1, 10)) == hash(warmup_linear(1.0, 1, 10))  # usable in a frozen config
+
+
+@pytest.mark.parametrize("kind", ["bogus", "cosine", "Constant", ""])
+def test_schedule_rejects_an_unknown_kind(kind):
+    # An unknown kind used to fall through to the cosine formula.
+    with pytest.raises(ValueError, match="unknown schedule kind"):
+        Schedule(kind, 1.0, warmup=1, total=10)
+
+
+@pytest.mark.parametrize("kind", SCHEDULE_KINDS)
+def test_every_schedule_kind_has_its_constructor(kind):
+    import attnbook.optim as optim
+
+    args = {"constant": (0.5,), "vaswani": (16, 4)}.get(kind, (0.5, 2, 10))
+    made = getattr(optim, kind)(*args)
+    assert made.kind == kind and made == Schedule(*dataclasses.astuple(made))
 
 
 def test_no_parameters_is_an_error():

@@ -53,6 +53,7 @@ def test_softmax_gives_masked_entries_exactly_zero(rng):
     x = rng.standard_normal((4, 6))
     keep = rng.random((4, 6)) < 0.5
     keep[:, 0] = True
+    assert (~keep).any(), "nothing is masked: the check below would check nothing"
     p = softmax(np.where(keep, x, -np.inf))
     assert np.all(p[~keep] == 0.0)
     np.testing.assert_allclose(p.sum(-1), 1.0)

@@ -67,7 +67,7 @@ def test_pre_ln_adds_final_norms_and_post_ln_does_not(rng):
     pre = [n for n, _ in EncoderDecoderTransformer(tiny(norm="pre"), rng=rng).named_parameters()]
     post = [n for n, _ in EncoderDecoderTransformer(tiny(norm="post"), rng=rng).named_parameters()]
     assert "enc_norm.gamma" in pre and "dec_norm.gamma" in pre
-    assert not any(n.startswith(("enc_norm", "dec_norm")) for n in post)
+    assert post and not any(n.startswith(("enc_norm", "dec_norm")) for n in post)
     assert "final_norm.gamma" in [n for n, _ in CausalLM(tiny(norm="pre"), rng=rng).named_parameters()]
 
 

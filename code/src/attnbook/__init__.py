@@ -28,8 +28,9 @@ from .softmax import log_softmax, softmax
 from .tensor import Tensor, concatenate, no_grad, stack, where
 
 # The training stack and the data the book trains on, as submodules: attnbook.nn, attnbook.gru, ...
-from . import (batching, decoding, gru, losses, metrics, nn, optim, recipes, seq2seq, style, tasks,
-               tokens, train, transformer)
+# (The book's training recipes are not part of the package: see the book_recipes package.)
+from . import (batching, cache, decoding, gru, losses, metrics, nn, optim, runtime, seq2seq, style,
+               tasks, tokens, train, transformer)
 
 __all__ = [
     "__version__",

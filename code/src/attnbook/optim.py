@@ -15,8 +15,11 @@ import numpy as np
 
 __all__ = [
     "SGD", "Adam", "AdamW", "clip_grad_norm", "Schedule",
-    "constant", "vaswani", "warmup_linear", "warmup_cosine",
+    "constant", "vaswani", "warmup_linear", "warmup_cosine", "SCHEDULE_KINDS",
 ]
+
+#: The kinds of :class:`Schedule`, one per constructor function of the same name.
+SCHEDULE_KINDS = ("constant", "vaswani", "warmup_linear", "warmup_cosine")
 
 
 def _params(params):
@@ -237,6 +240,11 @@ class Schedule:
     >>> Schedule("warmup_linear", peak=1.0, warmup=2, total=4)(1)
     0.5
 
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`SCHEDULE_KINDS`.
+
     See Also
     --------
     Chapter 8, *The Transformer*, plots the schedules.
@@ -247,6 +255,11 @@ class Schedule:
     warmup: int = 0
     total: int = 0
     final: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in SCHEDULE_KINDS:
+            raise ValueError(f"unknown schedule kind {self.kind!r}; choose one of {SCHEDULE_KINDS} "
+                             "(or build the schedule with the function of that name).")
 
     def __call__(self, step):
         if step < 1:
@@ -260,6 +273,7 @@ class Schedule:
         progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         if self.kind == "warmup_linear":
             return self.peak + (self.final - self.peak) * progress
+        # warmup_cosine, the only kind left (__post_init__ checked the kind)
         return self.final + (self.peak - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 

@@ -6,13 +6,7 @@ padding, but nothing else about the data; this module is all they import for it.
 
 ``PAD = 0`` fills short sequences, ``BOS = 1`` starts a decoder, ``EOS = 2`` ends a
 sequence, ``SEP = 3`` separates question from answer in decoder-only tasks; ``SPECIALS``
-holds their written forms, in id order.
-
-Examples
---------
->>> from attnbook.tokens import BOS, EOS, SPECIALS
->>> SPECIALS[BOS], SPECIALS[EOS]
-('<bos>', '<eos>')
+holds their written forms, in id order (``SPECIALS[BOS] == "<bos>"``).
 """
 
 from __future__ import annotations

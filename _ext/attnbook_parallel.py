@@ -1,0 +1,318 @@
+"""Sphinx extension: execute the pages that need it two at a time, before Sphinx reads them.
+
+myst-nb executes a page when Sphinx reads it, so pages execute one after another and, on a
+2-core machine, one core idles (each kernel runs on one BLAS thread, see attnbook_build).
+Here, in ``env-before-read-docs``, every page about to be read whose notebook is not in the
+execution cache is executed first, ``attnbook_execution_workers`` at a time (each in its own
+worker process and kernel), and stored in the cache exactly as myst-nb stores it. Sphinx then
+reads the pages and myst-nb finds every one of them in the cache.
+
+What keeps this equivalent to myst-nb executing the pages itself:
+
+- **The same notebook.** jupyter-cache matches a page by the hash of its code cells and
+  kernelspec. Pages are read with myst-nb's own reader and configuration, kernel aliases and
+  per-page ``mystnb`` settings applied as myst-nb's parser applies them, so the notebook
+  executed here is the one myst-nb looks up.
+- **The same execution.** jupyter-cache's ``single_nb_execution``, the function myst-nb's cache
+  client calls, with the same working folder (the page's folder, or a temporary one with
+  ``execution_in_temp``), ``execute.timeout``, ``allow_errors`` and notebook-level overrides.
+  Pages share no state but the files they write (the trained-model cache is safe for two
+  processes), and every kernel has the same single BLAS thread, so outputs do not depend on
+  which page ran beside which.
+- **The same failures.** A page that fails is not cached: myst-nb executes it again when it
+  reads it and reports it as always (a warning with the traceback, and
+  ``<outdir>/reports/<page>.err.log``), so a strict build fails. Only a failing page executes
+  twice.
+- **A guard.** After the pages are read, any page that myst-nb executed and cached itself is a
+  warning: either its notebook hashed differently here (the two readers disagree: nothing was
+  gained, and it would go unnoticed), or it failed beside another page and passed alone (a race
+  between pages, shown with its parallel traceback).
+
+- **Executed downloads.** myst-nb writes the ``.ipynb`` that readers download with outputs only
+  when it executed the page itself; for a page from the cache (every page, now) it is written
+  here, merged with the cached outputs (:func:`write_executed_notebooks`).
+
+Longest pages start first: by their last measured time (kept in
+``_build/.jupyter_cache/execution-times.json`` across caches), else pages listed in
+``attnbook_execute_first``, then the others in document order. The wall and CPU time of every
+page (the CPU time of its kernel and worker, which does not depend on how busy the machine is)
+are logged and kept in that file.
+
+Configuration (``sphinx: config:`` in ``_config.yml``):
+
+``attnbook_execution_workers``
+    How many pages execute at once (default 2).
+``attnbook_execute_first``
+    Docnames of the pages that take longest, started first when no time is known.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import nbformat
+from sphinx.application import Sphinx
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+HISTORY_NAME = "execution-times.json"
+
+
+@dataclass
+class Page:
+    docname: str
+    path: Path
+    notebook: nbformat.NotebookNode
+    cwd: str | None  # None: a temporary folder (execution_in_temp)
+    timeout: int | None
+    allow_errors: bool
+
+
+def read_page(env, docname: str):
+    """``(notebook, nb_config)`` as myst-nb's parser gets them from ``docname``, or None.
+
+    Mirrors ``myst_nb.sphinx_.Parser.parse`` up to the point where it creates the execution
+    client: the reader, the kernel aliases and the per-page configuration.
+    """
+    import re
+
+    from myst_nb.core.nb_to_tokens import nb_node_to_dict
+    from myst_nb.core.read import create_nb_reader
+
+    path = env.doc2path(docname)
+    text = Path(path).read_text(encoding=env.settings.get("input_encoding", "utf-8-sig"))
+    nb_config = env.mystnb_config
+    reader = create_nb_reader(str(path), env.myst_config, nb_config, text)
+    if reader is None:
+        return None
+    notebook = reader.read(text)
+    kernel = notebook.metadata.get("kernelspec", {}).get("name", None)
+    if kernel is not None and nb_config.kernel_rgx_aliases:
+        for pattern, alias in nb_config.kernel_rgx_aliases.items():
+            if re.fullmatch(pattern, kernel):
+                notebook.metadata["kernelspec"]["name"] = alias
+                break
+    if nb_config.metadata_key in notebook.metadata:
+        overrides = nb_node_to_dict(notebook.metadata[nb_config.metadata_key])
+        overrides.pop("output_folder", None)
+        nb_config = nb_config.copy(**overrides)  # an invalid override: myst-nb reports it
+    return notebook, nb_config
+
+
+def excluded(path: Path, nb_config) -> bool:
+    posix = PurePosixPath(path.as_posix())
+    return any(posix.match(p) for p in nb_config.execution_excludepatterns)
+
+
+def pages_to_execute(env, docnames, cache) -> list[Page]:
+    """The pages among ``docnames`` that myst-nb would execute: notebooks not in ``cache``."""
+    known = {record.hashkey for record in cache.list_cache_records()}
+    pages = []
+    for docname in docnames:
+        path = Path(env.doc2path(docname))
+        try:
+            read = read_page(env, docname)
+        except Exception as err:  # noqa: BLE001 - myst-nb reports it when it reads the page
+            logger.info(f"[attnbook] {docname}: not executed in parallel ({err})")
+            continue
+        if read is None:
+            continue
+        notebook, nb_config = read
+        if nb_config.execution_mode != "cache" or excluded(path, nb_config):
+            continue
+        _, key = cache.create_hashed_notebook(notebook)
+        if key in known:  # cached, or another page with the same code is queued
+            continue
+        known.add(key)
+        pages.append(Page(
+            docname, path, notebook,
+            cwd=None if nb_config.execution_in_temp else str(path.parent),
+            timeout=nb_config.execution_timeout,
+            allow_errors=nb_config.execution_allow_errors,
+        ))
+    return pages
+
+
+def schedule(pages: list[Page], history: dict, first: list[str]) -> list[Page]:
+    """Longest first: measured pages by time, unmeasured ``first`` pages before them."""
+    def key(item):
+        index, page = item
+        if page.docname in history:
+            return (1, -history[page.docname]["seconds"], index)
+        if page.docname in first:
+            return (0, first.index(page.docname), index)
+        return (2, 0, index)
+
+    return [page for _, page in sorted(enumerate(pages), key=key)]
+
+
+def execute(notebook_json: str, cwd: str | None, timeout, allow_errors: bool) -> dict:
+    """Execute one notebook (in a worker process of its own); return it and its costs."""
+    import resource
+    import tempfile
+    from contextlib import nullcontext
+
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    notebook = nbformat.reads(notebook_json, as_version=4)
+    before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    with (tempfile.TemporaryDirectory() if cwd is None else nullcontext(cwd)) as folder:
+        result = single_nb_execution(
+            notebook, cwd=folder, timeout=timeout, allow_errors=allow_errors, meta_override=True
+        )
+    # The kernel is this process's child and has exited: its CPU time is in RUSAGE_CHILDREN.
+    after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
+    return {
+        "notebook": nbformat.writes(result.nb),
+        "seconds": result.time,
+        "cpu_seconds": cpu,
+        "error": type(result.err).__name__ if result.err is not None else None,
+        "traceback": result.exc_string,
+    }
+
+
+def load_history(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def execute_pages(app: Sphinx, env, docnames: list[str]) -> None:
+    """``env-before-read-docs``: fill the execution cache for the pages about to be read."""
+    app.attnbook_parallel = None
+    if env.mystnb_config.execution_mode != "cache":
+        return
+    state = {"failed": {}, "uris": {}, "records": set(), "read": list(docnames)}
+    app.attnbook_parallel = state
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache_path = Path(env.mystnb_config.execution_cache_path)
+    cache = get_cache(str(cache_path))
+    pages = pages_to_execute(env, docnames, cache)
+    history_path = cache_path.parent / HISTORY_NAME
+    history = load_history(history_path)
+    first = list(app.config.attnbook_execute_first)
+    for docname in first:
+        if docname not in env.found_docs:
+            logger.warning(f"attnbook_execute_first: no page {docname!r}; check _config.yml",
+                           type="attnbook", subtype="parallel")
+    pages = schedule(pages, history, first)
+    state["uris"] = {str(p.path): p.docname for p in pages}
+    if not pages:
+        state["records"] = {r.pk for r in cache.list_cache_records()}
+        return
+    workers = max(1, int(app.config.attnbook_execution_workers))
+    logger.info(f"[attnbook] executing {len(pages)} page(s), {workers} at a time: "
+                + ", ".join(p.docname for p in pages))
+    start, done = time.perf_counter(), 0
+    # A fresh process per page: its kernel's CPU time is measurable, and nothing leaks.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+        futures = {
+            pool.submit(execute, nbformat.writes(p.notebook), p.cwd, p.timeout, p.allow_errors): p
+            for p in pages
+        }
+        for future in as_completed(futures):
+            page, done = futures[future], done + 1
+            try:
+                result = future.result()
+            except Exception as err:  # noqa: BLE001 - the worker died; myst-nb will try alone
+                result = {"error": type(err).__name__, "traceback": repr(err),
+                          "seconds": float("nan"), "cpu_seconds": float("nan")}
+            costs = f"{result['seconds']:.1f} s, CPU {result['cpu_seconds']:.1f} s"
+            if result["error"]:
+                state["failed"][page.docname] = result["traceback"]
+                logger.info(f"[attnbook] [{done}/{len(pages)}] {page.docname}: failed "
+                            f"({result['error']}, {costs}); myst-nb executes it again to report it")
+                continue
+            executed = nbformat.reads(result["notebook"], as_version=4)
+            cache.cache_notebook_bundle(
+                CacheBundleIn(executed, str(page.path), data={
+                    "execution_seconds": result["seconds"], "cpu_seconds": result["cpu_seconds"],
+                }),
+                check_validity=False, overwrite=True,
+            )
+            history[page.docname] = {"seconds": round(result["seconds"], 2),
+                                     "cpu_seconds": round(result["cpu_seconds"], 2)}
+            logger.info(f"[attnbook] [{done}/{len(pages)}] {page.docname}: executed ({costs})")
+    wall = time.perf_counter() - start
+    total = sum(history.get(p.docname, {}).get("cpu_seconds", 0) for p in pages)
+    logger.info(f"[attnbook] executed {len(pages)} page(s) in {wall:.1f} s "
+                f"(CPU {total:.1f} s over the pages that passed)")
+    history_path.write_text(json.dumps(history, indent=1, sort_keys=True) + "\n")
+    state["records"] = {r.pk for r in cache.list_cache_records()}
+
+
+def check_nothing_executed_twice(app: Sphinx, env) -> None:
+    """``env-updated``: warn about every page myst-nb had to execute and cache itself."""
+    state = getattr(app, "attnbook_parallel", None)
+    if state is None:
+        return
+    from jupyter_cache import get_cache
+
+    cache = get_cache(env.mystnb_config.execution_cache_path)
+    for record in cache.list_cache_records():
+        if record.pk in state["records"]:
+            continue
+        docname = state["uris"].get(record.uri) or env.path2doc(record.uri) or record.uri
+        if docname in state["failed"]:
+            logger.warning(
+                f"{docname} failed when executed beside other pages and passed when executed "
+                f"alone: pages must not depend on each other. The parallel failure:\n"
+                f"{state['failed'][docname]}",
+                location=docname, type="attnbook", subtype="parallel",
+            )
+        else:
+            logger.warning(
+                f"myst-nb executed {docname} itself: the notebook it read hashes differently "
+                "from the one executed in parallel (_ext/attnbook_parallel.py reads pages as "
+                "myst-nb does; has myst-nb, or a source-read handler, changed?)",
+                location=docname, type="attnbook", subtype="parallel",
+            )
+
+
+def write_executed_notebooks(app: Sphinx, env) -> None:
+    """``env-updated``: give every page read from the cache its executed ``.ipynb``.
+
+    myst-nb 1.4 writes ``jupyter_execute/<page>.ipynb`` (which sphinx-book-theme offers as the
+    page's ``.ipynb`` download) from the notebook it read; it has outputs only when myst-nb
+    executed the page itself, in place. A page served from the cache, as every page now is,
+    would be offered without outputs. Write the notebook merged with its cached outputs.
+    """
+    state = getattr(app, "attnbook_parallel", None)
+    if state is None:
+        return
+    from jupyter_cache import get_cache
+
+    cache = get_cache(env.mystnb_config.execution_cache_path)
+    folder = Path(env.mystnb_config.output_folder)
+    for docname in state["read"]:
+        target = folder.joinpath(*(docname + ".ipynb").split("/"))
+        if not target.is_file():
+            continue
+        read = read_page(env, docname)
+        if read is None:
+            continue
+        try:
+            _, merged = cache.merge_match_into_notebook(read[0])
+        except KeyError:
+            continue  # not in the cache (a failed page): as myst-nb wrote it
+        target.write_text(nbformat.writes(merged), encoding="utf-8")
+
+
+def setup(app: Sphinx) -> dict:
+    app.add_config_value("attnbook_execution_workers", 2, "")
+    app.add_config_value("attnbook_execute_first", [], "")
+    app.connect("env-before-read-docs", execute_pages)
+    app.connect("env-updated", check_nothing_executed_twice)
+    app.connect("env-updated", write_executed_notebooks)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
