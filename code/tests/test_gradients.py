@@ -103,6 +103,26 @@ def test_multi_head_attention_gradients_of_every_argument(rng):
     assert gradcheck(f, *(randn(rng, *s) for s in shapes))
 
 
+@pytest.mark.parametrize("n_kv_heads", [2, 1])
+@pytest.mark.parametrize("rope", [False, True])
+def test_grouped_query_attention_gradients_of_every_argument(rng, n_kv_heads, rope):
+    """4 query heads of width 2 sharing n_kv_heads key/value heads; RoPE on self-attention."""
+    T_k = 3 if rope else 5
+    shapes = [(2, 3, 4), (2, T_k, 5), (2, T_k, 5),  # query, key, value
+              (4, 8), (5, 2 * n_kv_heads), (5, 3 * n_kv_heads), (12, 3),  # W_q, W_k, W_v, W_o
+              (8,), (2 * n_kv_heads,), (3 * n_kv_heads,), (3,)]  # b_q, b_k, b_v, b_o
+    mask = causal_mask(3, T_k)
+
+    def f(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o):
+        out, weights = multi_head_attention(
+            query, key, value, W_q, W_k, W_v, W_o, 4, b_q=b_q, b_k=b_k, b_v=b_v, b_o=b_o,
+            n_kv_heads=n_kv_heads, mask=mask, bias=alibi_bias(4, 3, T_k),
+            positions=np.arange(3) if rope else None, rope_base=100.0)
+        return weighted(out) + weighted(weights, seed=2)
+
+    assert gradcheck(f, *(randn(rng, *s) for s in shapes))
+
+
 def test_masked_keys_get_zero_gradient_and_no_nan(rng):
     q, k, v = (Tensor(randn(rng, 2, 4, 3), requires_grad=True) for _ in range(3))
     with np.errstate(all="raise"):

@@ -58,6 +58,12 @@ def test_nothing_happens_without_glibc(monkeypatch):
     assert _malloc.configure({}) == {}
 
 
+@pytest.mark.parametrize("platform", ["darwin", "win32", "emscripten"])
+def test_no_c_library_is_even_looked_for_off_linux(monkeypatch, platform):
+    monkeypatch.setattr(_malloc.sys, "platform", platform)
+    assert _malloc._glibc() is None
+
+
 def test_a_refused_setting_is_not_reported(fake):
     fake.result = 0
     assert _malloc.configure({}) == {}

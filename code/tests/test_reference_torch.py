@@ -121,6 +121,56 @@ def test_multi_head_gradients_match_torch(rng):
     np.testing.assert_allclose(W["b_o"].grad, module.out_proj.bias.grad.numpy(), rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
+def test_grouped_query_attention_matches_torch_enable_gqa(rng, n_kv_heads):
+    """torch projects, splits heads and calls scaled_dot_product_attention(enable_gqa=True)."""
+    B, T, E, H = 2, 5, 8, 4
+    d_head, mask = E // H, causal_mask(T)
+    x = rng.standard_normal((B, T, E))
+    params = {"W_q": (E, E), "W_k": (E, n_kv_heads * d_head), "W_v": (E, n_kv_heads * d_head),
+              "W_o": (E, E), "b_q": (E,), "b_k": (n_kv_heads * d_head,), "b_v": (n_kv_heads * d_head,),
+              "b_o": (E,)}
+    values = {n: rng.standard_normal(s) / 2 for n, s in params.items()}
+    g = rng.standard_normal((B, T, E))
+    ours = {n: Tensor(a, requires_grad=True) for n, a in values.items()}
+    xt = Tensor(x, requires_grad=True)
+    out, _ = multi_head_attention(xt, xt, xt, ours["W_q"], ours["W_k"], ours["W_v"], ours["W_o"], H,
+                                  b_q=ours["b_q"], b_k=ours["b_k"], b_v=ours["b_v"], b_o=ours["b_o"],
+                                  n_kv_heads=n_kv_heads, mask=mask)
+    (out * g).sum().backward()
+    theirs = {n: t(a, grad=True) for n, a in values.items()}
+    x_ref = t(x, grad=True)
+
+    def heads(y, n):  # (B, T, n * d_head) -> (B, n, T, d_head)
+        return y.reshape(B, T, n, d_head).transpose(1, 2)
+
+    q = heads(x_ref @ theirs["W_q"] + theirs["b_q"], H)
+    k = heads(x_ref @ theirs["W_k"] + theirs["b_k"], n_kv_heads)
+    v = heads(x_ref @ theirs["W_v"] + theirs["b_v"], n_kv_heads)
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.from_numpy(mask), enable_gqa=True)
+    ref = o.transpose(1, 2).reshape(B, T, E) @ theirs["W_o"] + theirs["b_o"]
+    (ref * t(g)).sum().backward()
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xt.grad, x_ref.grad.numpy(), rtol=1e-10, atol=1e-12)
+    for n in params:
+        np.testing.assert_allclose(ours[n].grad, theirs[n].grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=n)
+
+
+def test_sdpa_broadcasts_batches_like_torch(rng):
+    """q, k (T, d) shared, v (2, T, d) and a mask (2, T_q, T_k) per batch element (issue 11)."""
+    q, k, v = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), rng.standard_normal((2, 4, 5))
+    mask = rng.random((2, 4, 4)) < 0.6
+    mask[..., 0] = True
+    bias = rng.standard_normal((2, 4, 4))
+    out, _ = scaled_dot_product_attention(q, k, v, mask=mask)
+    out_b, _ = scaled_dot_product_attention(q, k, v, bias=bias)
+    for b in range(2):  # torch's own in-place masking refuses this broadcast: one element at a time
+        ref = F.scaled_dot_product_attention(t(q), t(k), t(v[b]), attn_mask=torch.from_numpy(mask[b]))
+        np.testing.assert_allclose(out[b], ref.numpy(), rtol=1e-12, atol=1e-14)
+        ref_b = F.scaled_dot_product_attention(t(q), t(k), t(v[b]), attn_mask=t(bias[b]))
+        np.testing.assert_allclose(out_b[b], ref_b.numpy(), rtol=1e-12, atol=1e-14)
+
+
 def test_layer_norm_values_and_gradients_match_torch(rng):
     x, gamma, beta = rng.standard_normal((2, 3, 6)), rng.standard_normal(6), rng.standard_normal(6)
     g = rng.standard_normal((2, 3, 6))

@@ -56,6 +56,37 @@ def test_cosine_score_ignores_lengths(seed, a, b):
     np.testing.assert_allclose(np.diag(cosine_score(q, q)), 1.0)
 
 
+@st.composite
+def batch_pair(draw):
+    """Batch shapes of q and k: different (axes dropped or set to 1) but compatible."""
+    full = draw(st.lists(st.integers(2, 3), max_size=2).map(tuple))
+
+    def version():
+        kept = full[draw(st.integers(0, len(full))):]
+        return tuple(n if draw(st.booleans()) else 1 for n in kept)
+
+    return version(), version()
+
+
+@given(seeds, batch_pair(), st.integers(1, 4), st.integers(1, 4))
+def test_every_score_broadcasts_batches_like_a_loop(seed, batches, T_q, T_k):
+    """Each batch element of a broadcast call equals the unbatched call on that element."""
+    rng = np.random.default_rng(seed)
+    q_b, k_b = batches
+    q, k = rng.standard_normal(q_b + (T_q, 4)), rng.standard_normal(k_b + (T_k, 4))
+    W, W_k, w_v = rng.standard_normal((4, 4)), rng.standard_normal((4, 3)), rng.standard_normal(3)
+    scores = [dot_score, scaled_dot_score, cosine_score, lambda a, b: general_score(a, b, W),
+              lambda a, b: additive_score(a, b, W[:, :3], W_k, w_v)]
+    full = np.broadcast_shapes(q_b, k_b)
+    q_full, k_full = np.broadcast_to(q, full + q.shape[-2:]), np.broadcast_to(k, full + k.shape[-2:])
+    for fn in scores:
+        got = fn(q, k)
+        assert got.shape == full + (T_q, T_k)
+        for index in np.ndindex(*full):
+            np.testing.assert_allclose(got[index], fn(q_full[index], k_full[index]), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(fn(Tensor(q), Tensor(k)).data, got, rtol=1e-12, atol=1e-14)
+
+
 def test_dot_score_grows_with_length_but_cosine_does_not(rng):
     q, k = rng.standard_normal((1, 8)), rng.standard_normal((1, 8))
     np.testing.assert_allclose(dot_score(3 * q, k), 3 * dot_score(q, k))

@@ -141,6 +141,60 @@ def test_config_errors():
         TransformerConfig(vocab=5, d_model=8, n_heads=3)
     with pytest.raises(ValueError, match="needs an even width"):
         TransformerConfig(vocab=5, d_model=6, n_heads=2, positions="rope")
+    for bad in (3, 0, 2.0):
+        with pytest.raises(ValueError, match=r"n_kv_heads must be a positive integer dividing n_heads=4"):
+            TransformerConfig(vocab=5, d_model=8, n_heads=4, n_kv_heads=bad)
+
+
+# ------------------------------------------------------------ grouped-query attention
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "rope", "alibi"])
+@pytest.mark.parametrize("n_kv_heads", [2, 1])
+def test_grouped_query_models_train_and_decode(rng, positions, n_kv_heads):
+    cfg = tiny(d_model=8, n_heads=4, n_kv_heads=n_kv_heads, positions=positions, n_layers=1)
+    lm, ed = CausalLM(cfg, rng=rng), EncoderDecoderTransformer(cfg, rng=rng)
+    for mha in (lm.blocks[0].attn, ed.decoder[0].self_attn, ed.decoder[0].cross_attn, ed.encoder[0].attn):
+        assert mha.n_kv_heads == n_kv_heads and mha.W_k.shape == (8, 2 * n_kv_heads)
+    ids = rng.integers(4, 7, (2, 5))
+    spot_check_gradients(lambda: cross_entropy(lm(ids[:, :-1]), ids[:, 1:]), lm.parameters(), rng)
+    src, tgt = rng.integers(4, 7, (2, 4)), rng.integers(4, 8, (2, 3))
+    spot_check_gradients(lambda: cross_entropy(ed(src, tgt), tgt), ed.parameters(), rng)
+    with no_grad():
+        for model, start in ((lm, ids[:, :2]), (ed, src)):
+            logits_c, cached = model.start(start, use_cache=True)
+            logits_r, fresh = model.start(start, use_cache=False)
+            for t in range(3):
+                np.testing.assert_allclose(logits_c, logits_r, rtol=0, atol=1e-12)
+                logits_c, cached = model.step(cached, ids[:, t])
+                logits_r, fresh = model.step(fresh, ids[:, t])
+
+
+@pytest.mark.parametrize("dtype_size", [8])
+def test_kv_cache_bytes_per_token_scale_with_n_kv_heads(rng, dtype_size):
+    """The cache holds n_kv_heads heads: its bytes per token fall by n_heads / n_kv_heads."""
+    B, T, T_src = 3, 5, 4
+    measured = {}
+    for n_kv_heads in (4, 2, 1):
+        cfg = tiny(d_model=16, n_heads=4, n_kv_heads=n_kv_heads, n_layers=2)
+        d_head = 16 // 4
+        expected = cfg.n_layers * 2 * n_kv_heads * d_head * dtype_size
+        assert cfg.kv_cache_bytes_per_token() == expected
+        lm = CausalLM(cfg, rng=rng)
+        _, state = lm.start(rng.integers(4, 7, (B, T)))
+        for cache in state.caches:
+            assert cache.bytes_per_token == 2 * n_kv_heads * d_head * dtype_size
+        assert sum(c.nbytes for c in state.caches) == B * T * expected
+        ed = EncoderDecoderTransformer(cfg, rng=rng)
+        _, state = ed.start(rng.integers(4, 7, (B, T_src)))
+        for _ in range(T - 1):
+            _, state = ed.step(state, np.full(B, 4))
+        self_caches, cross_caches = zip(*state.caches)
+        assert sum(c.nbytes for c in self_caches) == B * T * expected  # per target token
+        assert sum(c.nbytes for c in cross_caches) == B * T_src * expected  # per source token
+        measured[n_kv_heads] = sum(c.bytes_per_token for c in self_caches)
+    assert measured[4] == 2 * measured[2] == 4 * measured[1]
+    assert tiny(d_model=16, n_heads=4).kv_cache_bytes_per_token(np.float32) == 2 * 2 * 4 * 4 * 4
 
 
 # ------------------------------------------------------------------ PyTorch reference

@@ -4,7 +4,8 @@ A small synchronous client on the ``websockets`` package (no Playwright, no brow
 :func:`launch` starts the system Chromium with its networking cut off, :func:`serve` serves a
 folder on 127.0.0.1, and :class:`Tab` loads pages and records everything that went wrong on
 them: console errors, uncaught exceptions, failed responses, and any request that tried to
-leave localhost (refused, and recorded).
+leave localhost (refused, and recorded), from the page and from the workers it starts (each
+worker is attached as it starts, paused until the same checks are on for it).
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ class Browser:
         except TimeoutError:
             raise TimeoutError(f"timed out waiting for {waiting_for}") from None
         if "method" in message and message.get("sessionId") in self._handlers:
-            self._handlers[message["sessionId"]].on_event(message["method"], message["params"])
+            self._handlers[message["sessionId"]].on_event(message["method"], message["params"],
+                                                          message["sessionId"])
         return message
 
     def new_tab(self, allowed_origin: str) -> "Tab":
@@ -184,6 +186,7 @@ class Visit:
     console_errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     outside_requests: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
     loads: int = 0
 
 
@@ -195,6 +198,7 @@ class Tab:
         self.session = session
         self.allowed = urlsplit(allowed_origin)
         self.visit = Visit(url="about:blank")
+        self.workers: list[str] = []
         self._urls: dict[str, str] = {}
 
     def call(self, method: str, params: dict | None = None, timeout: float = 30.0) -> dict:
@@ -204,6 +208,23 @@ class Tab:
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable")
         self.call("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
+        # Workers the page starts: attach to each, paused, so its requests are checked too.
+        self.call("Target.setAutoAttach", {"autoAttach": True, "waitForDebuggerOnStart": True,
+                                           "flatten": True})
+
+    def _attach_worker(self, params: dict) -> None:
+        session = params["sessionId"]
+        if params["targetInfo"]["type"] not in ("worker", "shared_worker", "service_worker"):
+            self.browser.send("Runtime.runIfWaitingForDebugger", None, session)
+            return
+        self.browser._handlers[session] = self
+        self.workers.append(params["targetInfo"].get("url", ""))
+        # Sent without waiting (this runs inside the event loop); the browser handles a
+        # session's commands in order, so the checks are on before the worker runs.
+        for domain in ("Runtime", "Log", "Network"):
+            self.browser.send(f"{domain}.enable", None, session)
+        self.browser.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}, session)
+        self.browser.send("Runtime.runIfWaitingForDebugger", None, session)
 
     def _is_local(self, url: str) -> bool:
         parts = urlsplit(url)
@@ -212,20 +233,24 @@ class Tab:
         return (parts.scheme, parts.hostname, parts.port) == (
             self.allowed.scheme, self.allowed.hostname, self.allowed.port)
 
-    def on_event(self, method: str, params: dict) -> None:
+    def on_event(self, method: str, params: dict, session: str | None = None) -> None:
         visit = self.visit
-        if method == "Fetch.requestPaused":
+        session = session or self.session
+        if method == "Target.attachedToTarget":
+            self._attach_worker(params)
+        elif method == "Fetch.requestPaused":
             # Answered at once (a paused request blocks the page), without waiting for the reply.
             url = params["request"]["url"]
             if self._is_local(url):
-                self.browser.send("Fetch.continueRequest", {"requestId": params["requestId"]}, self.session)
+                self.browser.send("Fetch.continueRequest", {"requestId": params["requestId"]}, session)
             else:
                 visit.outside_requests.append(url)
                 self.browser.send("Fetch.failRequest",
                                   {"requestId": params["requestId"], "errorReason": "BlockedByClient"},
-                                  self.session)
+                                  session)
         elif method == "Network.requestWillBeSent":
             self._urls[params["requestId"]] = params["request"]["url"]
+            visit.requests.append(params["request"]["url"])
         elif method == "Network.responseReceived":
             status = params["response"]["status"]
             if status >= 400:

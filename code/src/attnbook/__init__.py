@@ -29,8 +29,8 @@ from .tensor import Tensor, concatenate, no_grad, stack, where
 
 # The training stack and the data the book trains on, as submodules: attnbook.nn, attnbook.gru, ...
 # (The book's training recipes are not part of the package: see the book_recipes package.)
-from . import (batching, cache, decoding, gru, losses, metrics, nn, optim, runtime, seq2seq, style,
-               tasks, tokens, train, transformer)
+from . import (batching, cache, decoding, dropout, gru, init, kvcache, losses, metrics, nn, optim,
+               runtime, seq2seq, style, tasks, tokens, train, transformer)
 
 __all__ = [
     "__version__",

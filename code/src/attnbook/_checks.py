@@ -147,3 +147,32 @@ def check_rows_attend(mask):
         "causal_mask(T_q, T_k) and padding_mask(lengths, T) match the queries and keys "
         "(causal_mask aligns queries to the last keys) and that no length is 0."
     )
+
+
+def check_rng(rng):
+    """Require a numpy Generator (every random function of attnbook takes one)."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            f"rng must be a numpy Generator, got {type(rng).__name__}; pass np.random.default_rng(seed)."
+        )
+
+
+def token_ids(ids, name):
+    """Return ``ids`` as a (B, T) integer array, or raise a ValueError naming the shape."""
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or ids.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name} must be integer token ids of shape (B, T), got dtype {ids.dtype} shape {ids.shape}; "
+            f"for one sequence pass {name}[None, :]."
+        )
+    return ids
+
+
+def check_dropout_p(p):
+    """Require a dropout probability in [0, 1) and return it as float."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+        raise ValueError(
+            f"the dropout probability p must be a number in [0, 1), got {p!r}; p = 0 keeps every "
+            "entry, and p = 1 would drop them all (nothing to rescale)."
+        )
+    return float(p)

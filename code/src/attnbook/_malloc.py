@@ -17,15 +17,15 @@ It does nothing
   before attnbook is imported (the opt-out),
 * for a threshold the user already set through glibc's own variables
   (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES``),
-* on any C library other than glibc (macOS, Windows, musl): there is nothing to set.
+* on any C library other than glibc (macOS, Windows, musl, Pyodide): there is nothing to set.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
+import sys
 
-MMAP_THRESHOLD = 32 * 2**20  # bytes: smaller buffers come from the heap (32 MiB: glibc's maximum)
+MMAP_THRESHOLD = 32 * 2**20  # bytes: smaller buffers come from the heap (every 64-bit glibc accepts 32 MiB)
 TRIM_THRESHOLD = 256 * 2**20  # bytes: free memory kept at the top of the heap
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
 OPT_OUT = "ATTNBOOK_NO_MALLOPT"
@@ -35,11 +35,15 @@ applied: dict[str, int] = {}  # what configure() set, for tests and for the curi
 
 def _glibc():
     """The C library loaded in this process if it is glibc, else None."""
+    if not sys.platform.startswith("linux"):  # macOS, Windows, Pyodide ("emscripten"), ...
+        return None
     try:
+        import ctypes
+
         libc = ctypes.CDLL(None)
-        version = libc.gnu_get_libc_version  # only glibc has it
+        version = libc.gnu_get_libc_version  # only glibc has it (not musl)
         mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+    except (ImportError, OSError, AttributeError, TypeError):
         return None
     version.restype = ctypes.c_char_p
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

@@ -12,7 +12,8 @@ Every model of the book offers the same three methods, which is all these functi
 ``state.attention`` is the attention over the source that produced the last logits
 (B, T_src), or None. Transformers keep a key/value cache (``use_cache=True``) and give
 the same results as recomputing the whole prefix at every step (``use_cache=False``).
-Decoding runs under ``no_grad()``.
+Decoding runs under ``no_grad()`` and in evaluation mode (dropout off; the model's
+modes are restored afterwards).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .nn import evaluating
 from .softmax import log_softmax
 from .tokens import BOS, EOS, PAD
 from .tensor import no_grad
@@ -108,7 +110,7 @@ def greedy_decode(model, src, max_len, *, src_mask=None, bos=BOS, eos=EOS, use_c
     Chapter 4, *Learning to align and translate*, translates with it.
     """
     _check(max_len)
-    with no_grad():
+    with no_grad(), evaluating(model):
         logits, state = model.start(np.asarray(src), src_mask=src_mask, bos=bos, use_cache=use_cache)
         B = logits.shape[0]
         out = np.full((B, max_len), PAD, dtype=np.int64)
@@ -183,7 +185,7 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
     _check(beam_size, "beam_size")
     _check(max_len)
     K = int(beam_size)
-    with no_grad():
+    with no_grad(), evaluating(model):
         logits, state = model.start(np.asarray(src), src_mask=src_mask, bos=bos, use_cache=use_cache)
         B, V = logits.shape
         rows = np.repeat(np.arange(B), K)  # row b * K + k holds beam k of input b

@@ -22,7 +22,8 @@ import numpy as np
 
 from ._kernels import sigmoid, sigmoid_backward, tanh_backward
 from .masks import padding_mask
-from .nn import Module, uniform
+from .init import uniform
+from .nn import Module
 from .tensor import Tensor, concatenate, node
 
 __all__ = ["gru_layer", "gru_cell", "GRUCell", "BiGRUEncoder"]

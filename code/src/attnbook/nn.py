@@ -1,174 +1,30 @@
-"""Layers that hold trainable weights: a Module base class, initialisers, and the usual layers.
+"""Layers that hold trainable weights: a Module base class and the usual layers.
 
 Classes exist only to hold weights; the computation is the package's pure functions
-(``layer_norm``, ``multi_head_attention``, ...). A Module finds its parameters by walking
-its attributes in definition order, so ``named_parameters`` and ``state_dict`` are
-deterministic and a model can be saved and rebuilt by name.
+(``layer_norm``, ``multi_head_attention``, ``dropout``, ...). A Module finds its
+parameters by walking its attributes in definition order, so ``named_parameters`` and
+``state_dict`` are deterministic and a model can be saved and rebuilt by name. Every
+Module has a training mode (the default) and an evaluation mode, switched for a whole
+model by ``train()`` and ``eval()``; only dropout behaves differently in the two.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 
 import numpy as np
 
-from .attention import merge_heads, multi_head_attention, scaled_dot_product_attention, split_heads
+from ._checks import check_dropout_p, check_rng
+from .attention import multi_head_attention
+from .dropout import dropout
+from .init import fan_in_uniform, normal, ones, xavier_uniform, zeros
 from .norm import layer_norm
-from .positions import apply_rope
 from .tensor import Tensor
 
 __all__ = [
-    "Module", "Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "FeedForward", "KVCache",
-    "uniform", "fan_in_uniform", "xavier_uniform", "normal", "zeros", "ones",
+    "Module", "Linear", "Embedding", "LayerNorm", "FeedForward", "MultiHeadAttention", "Dropout",
+    "evaluating",
 ]
-
-
-def _check_rng(rng):
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(
-            f"rng must be a numpy Generator, got {type(rng).__name__}; pass np.random.default_rng(seed)."
-        )
-
-
-def token_ids(ids, name):
-    """Return ``ids`` as a (B, T) integer array, or raise a ValueError naming the shape."""
-    ids = np.asarray(ids)
-    if ids.ndim != 2 or ids.dtype.kind not in "iu":
-        raise ValueError(
-            f"{name} must be integer token ids of shape (B, T), got dtype {ids.dtype} shape {ids.shape}; "
-            f"for one sequence pass {name}[None, :]."
-        )
-    return ids
-
-
-def uniform(rng, shape, bound):
-    """A trainable Tensor with entries uniform on ``[-bound, bound]``.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    shape : tuple of int
-    bound : float
-
-    Returns
-    -------
-    Tensor with ``requires_grad=True``
-
-    Examples
-    --------
-    >>> w = uniform(np.random.default_rng(0), (2, 3), 0.1)
-    >>> w.shape, bool(np.abs(w.data).max() <= 0.1)
-    ((2, 3), True)
-
-    Raises
-    ------
-    ValueError
-        If ``rng`` is not a numpy Generator.
-
-    See Also
-    --------
-    Chapter 4, *Learning to align and translate*, discusses initialisation.
-    """
-    _check_rng(rng)
-    return Tensor(rng.uniform(-bound, bound, size=shape), requires_grad=True)
-
-
-def fan_in_uniform(rng, shape, fan_in=None):
-    """Uniform on ``±1/sqrt(fan_in)`` (PyTorch's default for linear and recurrent layers).
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    shape : tuple of int
-        ``(d_in, d_out)`` for a weight; for a bias pass ``fan_in`` explicitly.
-    fan_in : int, optional
-        Defaults to ``shape[0]`` (the input width of an ``x @ W`` weight).
-
-    Returns
-    -------
-    Tensor with ``requires_grad=True``
-
-    Examples
-    --------
-    >>> fan_in_uniform(np.random.default_rng(0), (4, 2)).shape
-    (4, 2)
-
-    See Also
-    --------
-    Chapter 4, *Learning to align and translate*, discusses initialisation.
-    """
-    fan_in = shape[0] if fan_in is None else fan_in
-    return uniform(rng, shape, 1.0 / math.sqrt(fan_in))
-
-
-def xavier_uniform(rng, shape):
-    """Glorot's uniform initialisation, bound ``sqrt(6 / (d_in + d_out))``.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    shape : tuple of two ints (d_in, d_out)
-
-    Returns
-    -------
-    Tensor with ``requires_grad=True``
-
-    Examples
-    --------
-    >>> xavier_uniform(np.random.default_rng(0), (3, 3)).shape
-    (3, 3)
-
-    See Also
-    --------
-    Chapter 8, *The Transformer*, initialises its projections this way.
-    """
-    return uniform(rng, shape, math.sqrt(6.0 / (shape[0] + shape[1])))
-
-
-def normal(rng, shape, std):
-    """A trainable Tensor with independent N(0, std^2) entries.
-
-    Examples
-    --------
-    >>> normal(np.random.default_rng(0), (5,), 0.02).shape
-    (5,)
-
-    See Also
-    --------
-    Embedding : initialised this way.
-    """
-    _check_rng(rng)
-    return Tensor(rng.normal(0.0, std, size=shape), requires_grad=True)
-
-
-def zeros(shape):
-    """A trainable Tensor of zeros (biases, shifts).
-
-    Examples
-    --------
-    >>> zeros((2,)).data
-    array([0., 0.])
-
-    See Also
-    --------
-    Linear : its bias.
-    """
-    return Tensor(np.zeros(shape), requires_grad=True)
-
-
-def ones(shape):
-    """A trainable Tensor of ones (layer-norm scales).
-
-    Examples
-    --------
-    >>> ones((2,)).data
-    array([1., 1.])
-
-    See Also
-    --------
-    LayerNorm : its scale.
-    """
-    return Tensor(np.ones(shape), requires_grad=True)
 
 
 class Module:
@@ -179,6 +35,9 @@ class Module:
     are dotted paths such as ``"blocks.0.attn.W_q"``. Subclasses define ``forward``;
     calling the module calls it.
 
+    ``training`` is True (the default) in training mode and False in evaluation mode;
+    ``train()`` and ``eval()`` set it on the module and every submodule.
+
     Examples
     --------
     >>> layer = Linear(3, 2, rng=np.random.default_rng(0))
@@ -186,17 +45,53 @@ class Module:
     ['W', 'b']
     >>> layer.num_parameters()
     8
+    >>> layer.eval().training, layer.train().training
+    (False, True)
 
     See Also
     --------
     Chapter 4, *Learning to align and translate*, builds its model from these.
     """
 
+    training = True  # a class default: subclasses need not call Module.__init__
+
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward().")
+
+    def _children(self):
+        """``(name, Module)`` for every attribute that is a Module or a list/tuple of them."""
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{name}.{i}", item
+
+    def modules(self):
+        """List this module and every submodule, depth first, in attribute-definition order."""
+        out = [self]
+        for _, child in self._children():
+            out += child.modules()
+        return out
+
+    def train(self, mode=True):
+        """Put the module and every submodule in training mode (``mode=False``: evaluation).
+
+        Returns
+        -------
+        self
+        """
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Put the module and every submodule in evaluation mode (dropout off); return self."""
+        return self.train(False)
 
     def named_parameters(self, prefix=""):
         """List ``(name, Tensor)`` for every parameter, in attribute-definition order."""
@@ -353,68 +248,21 @@ class LayerNorm(Module):
         return layer_norm(x, self.gamma, self.beta, self.eps)
 
 
-class KVCache:
-    """Keys and values of earlier positions, per head, for incremental decoding.
-
-    ``k`` and ``v`` are ndarrays of shape (B, H, T_cached, d_head), or None before the
-    first step. A ``static`` cache (cross-attention to the encoder's memory) is filled
-    once and then reused as it is. Decoding runs under ``no_grad()``: cached keys and
-    values are plain arrays and pass no gradient.
-
-    Examples
-    --------
-    >>> cache = KVCache()
-    >>> k, v = cache.append(np.zeros((1, 2, 3, 4)), np.zeros((1, 2, 3, 4)))
-    >>> k, v = cache.append(np.ones((1, 2, 1, 4)), np.ones((1, 2, 1, 4)))
-    >>> len(cache), k.shape
-    (4, (1, 2, 4, 4))
-
-    See Also
-    --------
-    Chapter 9, *The cost of attention*, counts what the cache saves.
-    """
-
-    __slots__ = ("k", "v", "static")
-
-    def __init__(self, static=False):
-        self.k = self.v = None
-        self.static = static
-
-    def __len__(self):
-        return 0 if self.k is None else self.k.shape[-2]
-
-    def append(self, k, v):
-        """Add the new positions' keys and values; return all keys and values so far."""
-        k = k.data if isinstance(k, Tensor) else k
-        v = v.data if isinstance(v, Tensor) else v
-        if self.k is None:
-            self.k, self.v = k, v
-        else:
-            self.k = np.concatenate([self.k, k], axis=-2)  # (B, H, T_cached + T_new, d_head)
-            self.v = np.concatenate([self.v, v], axis=-2)  # (B, H, T_cached + T_new, d_head)
-        return self.k, self.v
-
-    def select(self, index):
-        """A cache holding only batch rows ``index`` (beam search reorders hypotheses)."""
-        out = KVCache(self.static)
-        if self.k is not None:
-            out.k, out.v = self.k[index], self.v[index]
-        return out
-
-
 class MultiHeadAttention(Module):
-    """Multi-head attention with its four projections (d_model, d_model) and biases.
+    """Multi-head (or grouped-query) attention with its four projections and their biases.
 
-    Without RoPE and without a cache, ``forward`` is exactly
-    :func:`attnbook.multi_head_attention`. With ``rope=True`` the queries and keys of each
-    head are rotated by :func:`attnbook.apply_rope` after the projection, and with a
-    :class:`KVCache` the new positions' keys and values are appended to the cached ones;
-    both paths are the same computation spelled with ``split_heads``,
-    ``scaled_dot_product_attention`` and ``merge_heads``.
+    ``forward`` is always :func:`attnbook.multi_head_attention` with the module's weights:
+    with ``rope=True`` it passes the queries' positions (RoPE), and with a
+    :class:`attnbook.kvcache.KVCache` it lets the function append to the cache.
 
     Parameters
     ----------
     d_model, n_heads : int
+        ``n_heads`` must divide ``d_model``; each head has width ``d_head = d_model / n_heads``.
+    n_kv_heads : int, optional
+        Key/value heads (grouped-query attention), dividing ``n_heads``; ``W_k`` and ``W_v``
+        are then (d_model, n_kv_heads * d_head). Default ``n_heads`` (multi-head attention);
+        1 is multi-query attention.
     rng : numpy.random.Generator
     rope : bool, default False
         Rotate queries and keys by their positions (self-attention only).
@@ -425,6 +273,11 @@ class MultiHeadAttention(Module):
     weights : ndarray of shape (..., n_heads, T_q, T_k) or None
         The attention weights of the last call (for plotting).
 
+    Raises
+    ------
+    ValueError
+        If ``n_heads`` does not divide ``d_model`` or ``n_kv_heads`` does not divide ``n_heads``.
+
     Examples
     --------
     >>> mha = MultiHeadAttention(8, 2, rng=np.random.default_rng(0))
@@ -432,24 +285,37 @@ class MultiHeadAttention(Module):
     >>> out, weights = mha(x, x, x)
     >>> out.shape, weights.shape
     ((3, 5, 8), (3, 2, 5, 5))
+    >>> MultiHeadAttention(8, 4, n_kv_heads=1, rng=np.random.default_rng(0)).W_k.shape  # multi-query
+    (8, 2)
 
     See Also
     --------
-    Chapter 6, *Multi-head attention*, builds it.
+    Chapter 6, *Multi-head attention*, builds it; Chapter 9, *The cost of attention*,
+    shares its keys and values between heads.
     """
 
-    def __init__(self, d_model, n_heads, *, rng, rope=False, rope_base=10000.0):
+    def __init__(self, d_model, n_heads, n_kv_heads=None, *, rng, rope=False, rope_base=10000.0):
         if d_model % n_heads:
             raise ValueError(
                 f"d_model={d_model} is not divisible by n_heads={n_heads}; choose n_heads dividing d_model."
             )
-        self.W_q, self.W_k, self.W_v, self.W_o = (xavier_uniform(rng, (d_model, d_model)) for _ in range(4))
-        self.b_q, self.b_k, self.b_v, self.b_o = (zeros((d_model,)) for _ in range(4))
-        self.n_heads, self.rope, self.rope_base = n_heads, rope, rope_base
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if n_kv_heads < 1 or n_heads % n_kv_heads:
+            raise ValueError(
+                f"n_kv_heads={n_kv_heads} does not divide n_heads={n_heads}; choose a divisor of "
+                f"n_heads (1 for multi-query attention, n_heads for multi-head attention)."
+            )
+        d_kv = n_kv_heads * (d_model // n_heads)  # n_kv_heads heads of width d_head
+        self.W_q = xavier_uniform(rng, (d_model, d_model))
+        self.W_k = xavier_uniform(rng, (d_model, d_kv))
+        self.W_v = xavier_uniform(rng, (d_model, d_kv))
+        self.W_o = xavier_uniform(rng, (d_model, d_model))
+        self.b_q, self.b_k, self.b_v, self.b_o = zeros((d_model,)), zeros((d_kv,)), zeros((d_kv,)), zeros((d_model,))
+        self.n_heads, self.n_kv_heads, self.rope, self.rope_base = n_heads, n_kv_heads, rope, rope_base
         self.weights = None
 
     def forward(self, query, key, value, *, mask=None, bias=None, positions=None, cache=None):
-        """Attend from ``query`` (..., T_q, d_model) to ``key``/``value`` (..., T_k, d_model).
+        """Attend from ``query`` (..., T_q, d_model) to ``key``/``value`` (..., T_new, d_model).
 
         Parameters
         ----------
@@ -457,43 +323,35 @@ class MultiHeadAttention(Module):
             As for :func:`attnbook.multi_head_attention` (a mask of 3 or more dimensions
             gets a head axis before its last two). With a cache they cover all keys.
         positions : ndarray of int, shape (T_q,), optional
-            Positions of the queries (and of the new keys) for RoPE; default 0..T_q-1.
+            RoPE positions of the queries (and of the new keys); default: they follow the
+            cached positions, ``len(cache), ..., len(cache) + T_q - 1``. Only with ``rope=True``.
         cache : KVCache, optional
-            Keys/values of earlier positions; the new ones are appended to it.
+            Keys/values of earlier positions; the new ones are appended to it (a filled
+            static cache is used as it is, and ``key``/``value`` are then ignored).
 
         Returns
         -------
         out : Tensor or ndarray of shape (..., T_q, d_model)
         weights : Tensor or ndarray of shape (..., n_heads, T_q, T_k)
+
+        Raises
+        ------
+        ValueError
+            If ``positions`` is given to a module built with ``rope=False``, or as for
+            :func:`attnbook.multi_head_attention`.
         """
-        if not self.rope and cache is None:
-            out, weights = multi_head_attention(
-                query, key, value, self.W_q, self.W_k, self.W_v, self.W_o, self.n_heads,
-                b_q=self.b_q, b_k=self.b_k, b_v=self.b_v, b_o=self.b_o, mask=mask, bias=bias)
-        else:
-            q = split_heads(query @ self.W_q + self.b_q, self.n_heads)  # (..., H, T_q, d_head)
-            if cache is not None and cache.static and cache.k is not None:
-                k, v = cache.k, cache.v  # the encoder's memory, projected once
-            else:
-                k = split_heads(key @ self.W_k + self.b_k, self.n_heads)  # (..., H, T_new, d_head)
-                v = split_heads(value @ self.W_v + self.b_v, self.n_heads)  # (..., H, T_new, d_head)
-                if self.rope:
-                    if k.shape[-2] != q.shape[-2]:
-                        raise ValueError(
-                            f"RoPE rotates queries and keys of the same tokens (self-attention), but got "
-                            f"{q.shape[-2]} queries and {k.shape[-2]} new keys; build cross-attention "
-                            "with rope=False."
-                        )
-                    if positions is None:
-                        positions = np.arange(q.shape[-2])
-                    q = apply_rope(q, positions, self.rope_base)
-                    k = apply_rope(k, positions, self.rope_base)
-                if cache is not None:
-                    k, v = cache.append(k, v)
-            if mask is not None and 3 <= mask.ndim <= query.ndim:
-                mask = mask[..., None, :, :]  # (..., 1, T_q, T_k): the same for every head
-            heads, weights = scaled_dot_product_attention(q, k, v, mask=mask, bias=bias)
-            out = merge_heads(heads) @ self.W_o + self.b_o  # (..., T_q, d_model)
+        if self.rope and positions is None:
+            start = len(cache) if cache is not None else 0
+            positions = np.arange(start, start + np.shape(query)[-2])
+        elif not self.rope and positions is not None:
+            raise ValueError(
+                "positions are RoPE's, but this MultiHeadAttention was built with rope=False; "
+                "build it with rope=True, or drop the positions."
+            )
+        out, weights = multi_head_attention(
+            query, key, value, self.W_q, self.W_k, self.W_v, self.W_o, self.n_heads,
+            b_q=self.b_q, b_k=self.b_k, b_v=self.b_v, b_o=self.b_o, mask=mask, bias=bias,
+            n_kv_heads=self.n_kv_heads, positions=positions, rope_base=self.rope_base, cache=cache)
         self.weights = weights.data if isinstance(weights, Tensor) else weights
         return out, weights
 
@@ -521,3 +379,79 @@ class FeedForward(Module):
         h = self.lin1(x)
         h = h.relu() if isinstance(h, Tensor) else np.maximum(h, 0.0)
         return self.lin2(h)
+
+
+class Dropout(Module):
+    """Inverted dropout as a layer: :func:`attnbook.dropout.dropout` in training mode, identity in eval.
+
+    Parameters
+    ----------
+    p : float
+        Probability of zeroing an entry, in [0, 1).
+    rng : numpy.random.Generator
+        The generator the masks are drawn from (only in training mode with ``p > 0``:
+        at ``p = 0`` or in evaluation mode it is never used).
+
+    Raises
+    ------
+    ValueError
+        If ``p`` is not in [0, 1) or ``rng`` is not a numpy Generator.
+
+    Examples
+    --------
+    >>> drop = Dropout(0.5, rng=np.random.default_rng(0))
+    >>> drop(np.ones(6))  # kept entries are scaled by 1 / (1 - p)
+    array([2., 0., 0., 0., 2., 2.])
+    >>> drop.eval()(np.ones(6))
+    array([1., 1., 1., 1., 1., 1.])
+
+    See Also
+    --------
+    Chapter 8, *The Transformer*, applies it where the paper does.
+    """
+
+    def __init__(self, p, *, rng):
+        check_rng(rng)
+        self.p = check_dropout_p(p)
+        self.rng = rng
+
+    def forward(self, x):
+        """x : ndarray or Tensor of any shape -> the same shape."""
+        return dropout(x, self.p, rng=self.rng, training=self.training)
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """Run a block with ``model`` in evaluation mode; restore every submodule's mode after.
+
+    Decoding and evaluation use it, so that dropout is off there and training resumes in
+    the mode it was in. Objects that are not Modules (have no modes) are left alone.
+
+    Parameters
+    ----------
+    model : Module or any object
+
+    Examples
+    --------
+    >>> drop = Dropout(0.5, rng=np.random.default_rng(0))
+    >>> with evaluating(drop):
+    ...     print(drop.training)
+    False
+    >>> drop.training
+    True
+
+    See Also
+    --------
+    Module.eval : switches without restoring.
+    Chapter 8, *The Transformer*, trains with dropout and decodes without it.
+    """
+    if not isinstance(model, Module):
+        yield model
+        return
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode

@@ -69,21 +69,29 @@ def stack(xs, axis=0):
 
 
 def add_into(x, y):
-    """``x + y``, written into ``x`` when both are ndarrays (``x`` must be a fresh array)."""
+    """``x + y`` in ``x``'s float dtype, with broadcasting.
+
+    When both are ndarrays and the sum has ``x``'s shape, it is written into ``x`` (which
+    must be a fresh array the caller owns); when ``y`` adds batch axes, into a new array.
+    """
     if any_tensor(x, y):
         return x + y
-    np.add(x, y, out=x, casting="same_kind")
-    return x
+    shape = np.broadcast_shapes(x.shape, np.shape(y))
+    out = x if shape == x.shape else np.empty(shape, dtype=x.dtype)
+    np.add(x, y, out=out, casting="same_kind")
+    return out
 
 
 def masked_fill(scores, mask, inplace=False):
     """Put ``-inf`` where ``mask`` is False, so the softmax gives those keys weight 0.
 
-    ``inplace=True`` overwrites an ndarray ``scores`` (only for arrays the caller owns).
+    ``inplace=True`` overwrites an ndarray ``scores`` (only for arrays the caller owns)
+    when the mask does not add batch axes to it; otherwise the result is a new array of
+    the broadcast shape.
     """
     if isinstance(scores, Tensor):
         return _t.where(mask, scores, -np.inf)
-    if inplace:
+    if inplace and np.broadcast_shapes(scores.shape, np.shape(mask)) == scores.shape:
         np.copyto(scores, -np.inf, where=~mask)
         return scores
     return np.where(mask, scores, -np.inf).astype(scores.dtype, copy=False)

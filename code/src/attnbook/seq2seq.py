@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import values
+from ._checks import token_ids, values
 from ._kernels import softmax_backward, tanh_backward
 from .gru import BiGRUEncoder, GRUCell
-from .nn import Embedding, Linear, Module, fan_in_uniform, token_ids
+from .init import fan_in_uniform
+from .nn import Embedding, Linear, Module
 from .ops import masked_fill
 from .scores import cosine_score, dot_score, general_score, scaled_dot_score
 from .softmax import softmax

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .nn import evaluating
 from .optim import clip_grad_norm
 from .tensor import no_grad
 
@@ -103,8 +104,9 @@ def fit(model, batches, loss_fn, optimizer, steps, *, schedule=None, clip=None, 
     clip : float, optional
         Global gradient-norm bound.
     eval_fn : callable, optional
-        ``eval_fn(model)`` returns a dict of floats; it runs under ``no_grad()`` every
-        ``eval_every`` updates and after the last one.
+        ``eval_fn(model)`` returns a dict of floats; it runs under ``no_grad()`` and in
+        evaluation mode (``attnbook.nn.evaluating``) every ``eval_every`` updates and after
+        the last one.
     eval_every : int, optional
 
     Returns
@@ -167,7 +169,7 @@ def fit(model, batches, loss_fn, optimizer, steps, *, schedule=None, clip=None, 
         history.losses.append(value)
         history.lrs.append(float(optimizer.lr))
         if eval_fn is not None and ((eval_every and step % eval_every == 0) or step == steps):
-            with no_grad():
+            with no_grad(), evaluating(model):
                 results = eval_fn(model)
             history.eval_steps.append(step)
             for name, v in results.items():

@@ -15,6 +15,11 @@ LayerNorm after the last block. Positional information is a choice:
 Token embeddings are multiplied by ``sqrt(d_model)`` as in the paper (they are
 initialised with standard deviation ``d_model**-0.5``, so the product has entries of
 unit scale).
+
+Dropout (``TransformerConfig.dropout``, 0 by default) goes where the paper puts it
+(Vaswani et al., 2017, section 5.4): on every sublayer's output before it is added to the
+residual stream, and on the sums of the embeddings and the positional encodings. With
+``n_kv_heads < n_heads`` every attention is grouped-query attention.
 """
 
 from __future__ import annotations
@@ -25,17 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_dropout_p, token_ids
+from .kvcache import KVCache
 from .masks import causal_mask
-from .nn import (
-    Embedding,
-    FeedForward,
-    KVCache,
-    LayerNorm,
-    Linear,
-    Module,
-    MultiHeadAttention,
-    token_ids,
-)
+from .nn import Dropout, Embedding, FeedForward, LayerNorm, Linear, Module, MultiHeadAttention
 from .positions import alibi_bias, sinusoidal_positions
 from .tokens import BOS
 from .tensor import Tensor
@@ -62,11 +60,17 @@ class TransformerConfig:
         Target vocabulary of an encoder-decoder (None: the same as ``vocab``).
     d_model, n_heads, d_ff, n_layers : int
         Width, heads per attention, feed-forward width, blocks per stack.
+    n_kv_heads : int or None
+        Key/value heads of every attention (grouped-query attention); must divide
+        ``n_heads``. None: ``n_heads`` (multi-head attention); 1: multi-query attention.
     norm : {"pre", "post"}
     positions : {"none", "sinusoidal", "learned", "rope", "alibi"}
     max_len : int
         Size of the learned position table (other schemes have no limit).
     rope_base : float
+    dropout : float
+        Dropout probability in [0, 1) on every sublayer's output and on the embeddings
+        plus positions (0: no dropout, and no random numbers drawn).
 
     Examples
     --------
@@ -88,6 +92,8 @@ class TransformerConfig:
     positions: str = "sinusoidal"
     max_len: int = 512
     rope_base: float = 10000.0
+    n_kv_heads: int | None = None
+    dropout: float = 0.0
 
     def __post_init__(self):
         if self.norm not in NORMS:
@@ -103,12 +109,51 @@ class TransformerConfig:
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}; choose n_heads "
                 "dividing d_model."
             )
+        if self.n_kv_heads is not None and (
+                not isinstance(self.n_kv_heads, (int, np.integer)) or self.n_kv_heads < 1
+                or self.n_heads % self.n_kv_heads):
+            raise ValueError(
+                f"TransformerConfig.n_kv_heads must be a positive integer dividing n_heads={self.n_heads} "
+                f"(or None for n_heads), got {self.n_kv_heads!r}."
+            )
+        check_dropout_p(self.dropout)
         width = self.d_model // self.n_heads if self.positions == "rope" else self.d_model
         if self.positions in ("sinusoidal", "rope") and width % 2:
             raise ValueError(
                 f"positions={self.positions!r} needs an even width (d_model, or d_model / n_heads for "
                 f"RoPE), got d_model={self.d_model}, n_heads={self.n_heads}."
             )
+
+    def kv_cache_bytes_per_token(self, dtype=np.float64):
+        """Bytes of keys and values cached per token of one sequence, summed over a decoder's layers.
+
+        ``n_layers * 2 * n_kv_heads * d_head * itemsize``: every layer caches a key and a
+        value of width ``d_head`` per key/value head. (An encoder-decoder's cross-attention
+        caches the same per source token.)
+
+        Parameters
+        ----------
+        dtype : numpy dtype, default float64
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> TransformerConfig(vocab=10, n_heads=4).kv_cache_bytes_per_token()  # 2 * 2 * 4 * 16 * 8
+        2048
+        >>> TransformerConfig(vocab=10, n_heads=4, n_kv_heads=1).kv_cache_bytes_per_token()
+        512
+
+        See Also
+        --------
+        attnbook.kvcache.KVCache.bytes_per_token : the same, measured on one layer's cache.
+        Chapter 9, *The cost of attention*, compares it across n_kv_heads.
+        """
+        n_kv_heads = self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+        d_head = self.d_model // self.n_heads
+        return self.n_layers * 2 * n_kv_heads * d_head * np.dtype(dtype).itemsize
 
 
 @functools.lru_cache(maxsize=16)
@@ -131,6 +176,7 @@ class _Positions(Module):
         self.tok = Embedding(vocab, cfg.d_model, rng=rng, std=cfg.d_model**-0.5)
         if cfg.positions == "learned":
             self.pos = Embedding(cfg.max_len, cfg.d_model, rng=rng, std=0.02)
+        self.drop = Dropout(cfg.dropout, rng=rng)
 
     def embed(self, ids, offset=0):
         """ids (B, T) at positions offset..offset+T-1 -> (B, T, d_model)."""
@@ -146,7 +192,7 @@ class _Positions(Module):
                     "was asked for; build the model with a larger max_len or use another scheme."
                 )
             x = x + self.pos(np.arange(offset, offset + T))
-        return x
+        return self.drop(x)  # dropout on the sums of embeddings and positions
 
     def self_attention(self, T_q, T_k, causal):
         """Mask, bias and positions for a self-attention of T_q new queries over T_k keys."""
@@ -157,8 +203,8 @@ class _Positions(Module):
         return mask, bias, positions
 
 
-def _attn(cfg, rng):
-    return MultiHeadAttention(cfg.d_model, cfg.n_heads, rng=rng, rope=cfg.positions == "rope",
+def _attn(cfg, rng, rope=False):
+    return MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, rng=rng, rope=rope,
                               rope_base=cfg.rope_base)
 
 
@@ -180,20 +226,22 @@ class EncoderBlock(Module):
     """
 
     def __init__(self, cfg, *, rng):
-        self.attn = _attn(cfg, rng)
+        self.attn = _attn(cfg, rng, rope=cfg.positions == "rope")
         self.ffn = FeedForward(cfg.d_model, cfg.d_ff, rng=rng)
         self.norm1, self.norm2 = LayerNorm(cfg.d_model), LayerNorm(cfg.d_model)
+        self.drop = Dropout(cfg.dropout, rng=rng)  # on each sublayer's output
         self.pre = cfg.norm == "pre"
 
     def forward(self, x, mask=None, bias=None, positions=None, cache=None):
         """x : (B, T, d_model) -> (B, T, d_model); mask/bias/positions/cache as for MultiHeadAttention."""
         kw = dict(mask=mask, bias=bias, positions=positions, cache=cache)
+        drop = self.drop
         if self.pre:
             y = self.norm1(x)
-            x = x + self.attn(y, y, y, **kw)[0]
-            return x + self.ffn(self.norm2(x))
-        x = self.norm1(x + self.attn(x, x, x, **kw)[0])
-        return self.norm2(x + self.ffn(x))
+            x = x + drop(self.attn(y, y, y, **kw)[0])
+            return x + drop(self.ffn(self.norm2(x)))
+        x = self.norm1(x + drop(self.attn(x, x, x, **kw)[0]))
+        return self.norm2(x + drop(self.ffn(x)))
 
 
 class DecoderBlock(Module):
@@ -212,10 +260,11 @@ class DecoderBlock(Module):
     """
 
     def __init__(self, cfg, *, rng):
-        self.self_attn = _attn(cfg, rng)
-        self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, rng=rng)
+        self.self_attn = _attn(cfg, rng, rope=cfg.positions == "rope")
+        self.cross_attn = _attn(cfg, rng)
         self.ffn = FeedForward(cfg.d_model, cfg.d_ff, rng=rng)
         self.norm1, self.norm2, self.norm3 = (LayerNorm(cfg.d_model) for _ in range(3))
+        self.drop = Dropout(cfg.dropout, rng=rng)  # on each sublayer's output
         self.pre = cfg.norm == "pre"
 
     def forward(self, x, memory, self_mask=None, memory_mask=None, bias=None, positions=None,
@@ -227,15 +276,16 @@ class DecoderBlock(Module):
         """
         self_kw = dict(mask=self_mask, bias=bias, positions=positions, cache=caches[0])
         cross_kw = dict(mask=memory_mask, cache=caches[1])
+        drop = self.drop
         if self.pre:
             y = self.norm1(x)
-            x = x + self.self_attn(y, y, y, **self_kw)[0]
+            x = x + drop(self.self_attn(y, y, y, **self_kw)[0])
             y = self.norm2(x)
-            x = x + self.cross_attn(y, memory, memory, **cross_kw)[0]
-            return x + self.ffn(self.norm3(x))
-        x = self.norm1(x + self.self_attn(x, x, x, **self_kw)[0])
-        x = self.norm2(x + self.cross_attn(x, memory, memory, **cross_kw)[0])
-        return self.norm3(x + self.ffn(x))
+            x = x + drop(self.cross_attn(y, memory, memory, **cross_kw)[0])
+            return x + drop(self.ffn(self.norm3(x)))
+        x = self.norm1(x + drop(self.self_attn(x, x, x, **self_kw)[0]))
+        x = self.norm2(x + drop(self.cross_attn(x, memory, memory, **cross_kw)[0]))
+        return self.norm3(x + drop(self.ffn(x)))
 
 
 @dataclass(frozen=True)
