@@ -5,13 +5,13 @@ autograd ``Tensor`` (for training), with one body of code for both.
 
 On glibc (Linux), importing attnbook raises two thresholds of the C library's allocator so
 that the autograd's freed arrays stay mapped instead of being faulted in again at every step
-(about twice as fast; no number changes). Set the environment variable
-``ATTNBOOK_NO_MALLOPT=1`` before the import to keep glibc's defaults.
+(1.7 to 2.3 times as fast in bench/autograd_speed.py; no number changes). Set the environment
+variable ``ATTNBOOK_NO_MALLOPT=1`` before the import to keep glibc's defaults.
 """
 
 __version__ = "0.1.0"
 
-# Keep freed buffers mapped on glibc (2x faster autograd; numbers unchanged). Opt out with
+# Keep freed buffers mapped on glibc (faster autograd; numbers unchanged). Opt out with
 # ATTNBOOK_NO_MALLOPT=1; see attnbook/_malloc.py.
 from . import _malloc
 
