@@ -29,7 +29,7 @@ import numpy as np
 
 from attnbook.losses import cross_entropy
 from attnbook.optim import Adam, clip_grad_norm
-from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnbook.transformer import CausalLM, EncoderDecoderTransformer, TransformerConfig
 
 V_SRC, V_TGT, V_LM = 80, 90, 55

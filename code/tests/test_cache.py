@@ -18,7 +18,7 @@ from attnbook.cache import cache_key, cached
 from attnbook.losses import cross_entropy
 from attnbook.nn import Linear
 from attnbook.optim import Adam, constant
-from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnbook.train import History, fit
 from attnbook.transformer import CausalLM, TransformerConfig
 
@@ -275,7 +275,7 @@ def test_attnbook_and_libraries_are_covered_by_digest_and_version(monkeypatch):
         import numpy as np
         from threadpoolctl import threadpool_info
         from attnbook.tasks import SRC_VOCAB
-        from attnbook.rnn import Seq2Seq
+        from attnbook.seq2seq import Seq2Seq
 
         def train(run):
             return Seq2Seq, len(SRC_VOCAB), np.exp(run.seed), threadpool_info
@@ -398,7 +398,7 @@ from pathlib import Path
 
 import numpy as np
 from attnbook.cache import cached
-from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnbook.train import History
 
 

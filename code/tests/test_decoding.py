@@ -8,7 +8,7 @@ import pytest
 
 from attnbook import no_grad
 from attnbook.decoding import beam_search, greedy_decode
-from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnbook.transformer import POSITIONS, CausalLM, EncoderDecoderTransformer, TransformerConfig
 
 EOS, A, B = 2, 3, 4

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis.extra import numpy as hnp
 
 from attnbook import Tensor, concatenate, gradcheck, no_grad, stack, where
-from attnbook.tensor import _make, is_grad_enabled, layer_norm_tensor
+from attnbook.ops import layer_norm as layer_norm_node
+from attnbook.tensor import is_grad_enabled, node, requires_grad
 
 
 def leaf(rng, *shape, positive=False):
@@ -137,6 +138,82 @@ def test_no_grad_records_nothing_and_restores_state():
         return t * 2.0
 
     assert not infer(w).requires_grad and is_grad_enabled()
+
+
+def test_np_array_copies_and_np_asarray_may_share():
+    t = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    for copy in (np.array(t), np.array(t, copy=True), np.array(t, dtype=np.float32)):
+        assert not np.shares_memory(copy, t.data)
+        copy[0] = 99.0  # writing into the copy must leave the tensor (a model weight) unchanged
+        np.testing.assert_array_equal(t.data, [1.0, 2.0, 3.0])
+    assert np.asarray(t) is t.data  # no copy asked for: cheap, read-only use
+    assert np.array(t, copy=False) is t.data
+    assert np.asarray(t, dtype=np.float32).dtype == np.float32
+    with pytest.raises(ValueError, match="needs a copy"):
+        np.array(t, dtype=np.float32, copy=False)
+
+
+# ------------------------------------------------------------------------ node
+
+
+def test_node_records_only_when_some_tensor_parent_needs_a_gradient():
+    def refuse(g):
+        raise AssertionError("backward must not be recorded here")
+
+    w, c = Tensor([1.0, 2.0], requires_grad=True), Tensor([3.0, 4.0])
+    for parents in ((c,), (c, np.ones(2)), (c, None, 2.0)):
+        out = node(np.ones(2), parents, refuse, "op")
+        assert not out.requires_grad and out._prev == () and out._backward is None
+    with no_grad():
+        out = node(np.ones(2), (w,), refuse, "op")
+    assert not out.requires_grad and out._prev == ()
+    out = node(np.ones(2), (c, w), lambda g: (None, g), "op")
+    assert out.requires_grad and out._prev == (c, w) and out._op == "op"
+
+
+def test_node_gives_gradients_to_tensor_parents_only():
+    w, c = Tensor([1.0, 2.0], requires_grad=True), Tensor([3.0, 4.0])
+    seen = []
+
+    def backward(g):
+        seen.append(g.copy())
+        return 10 * g, "an array gets no gradient", None, 3 * g
+
+    out = node(np.ones(2), (w, np.ones(2), None, c), backward, "mixed")
+    assert out._prev == (w, c)
+    (out * Tensor([1.0, -1.0])).sum().backward()
+    np.testing.assert_array_equal(w.grad, [10.0, -10.0])
+    assert c.grad is None  # it needs none, although backward returned one
+    np.testing.assert_array_equal(seen[0], [1.0, -1.0])
+
+
+def test_requires_grad():
+    assert requires_grad(Tensor([1.0], requires_grad=True))
+    assert not requires_grad(Tensor([1.0]))
+    assert not requires_grad(np.ones(1)) and not requires_grad(None)
+
+
+def test_every_operation_is_defined_with_node():
+    """The rule "if gradients are off, return a constant" lives in node and nowhere else."""
+    import inspect
+    from pathlib import Path
+
+    import attnbook
+    from attnbook import tensor
+
+    allowed = {"_make", "node", "_as_tensor", "detach", "is_grad_enabled", "__enter__", "__exit__"}
+    functions = [f for name, f in vars(tensor).items() if inspect.isfunction(f) and f.__module__ == tensor.__name__]
+    functions += [f for f in vars(Tensor).values() if inspect.isfunction(f)]
+    for f in functions:
+        if f.__name__ in allowed:
+            continue
+        source = inspect.getsource(f)
+        assert "_make(" not in source and "_grad_enabled" not in source, f.__name__
+    for path in Path(attnbook.__file__).parent.rglob("*.py"):
+        if path.name != "tensor.py":
+            text = path.read_text()
+            assert "_make" not in text, f"{path.name} reaches into tensor._make: use tensor.node"
+            assert "is_grad_enabled()" not in text, f"{path.name} guards a node by hand: use tensor.node"
 
 
 # --------------------------------------------------------------------- operators
@@ -368,15 +445,15 @@ def test_masked_softmax_gives_exact_zeros_and_zero_gradient(rng):
     assert gradcheck(lambda t: (where(mask, t, -np.inf).softmax(-1) * w).sum(), x)
 
 
-def test_layer_norm_tensor_values_and_gradients(rng):
+def test_layer_norm_node_values_and_gradients(rng):
     x, gamma, beta = leaf(rng, 2, 3, 5), leaf(rng, 5), leaf(rng, 5)
-    y = layer_norm_tensor(x, gamma, beta, eps=1e-5)
+    y = layer_norm_node(x, gamma, beta, eps=1e-5)
     mu = x.data.mean(-1, keepdims=True)
     var = x.data.var(-1, keepdims=True)
     np.testing.assert_allclose(y.data, (x.data - mu) / np.sqrt(var + 1e-5) * gamma.data + beta.data)
     w = rng.standard_normal((2, 3, 5))
-    assert gradcheck(lambda a, g, b: (layer_norm_tensor(a, g, b) * w).sum(), x, gamma, beta)
-    assert gradcheck(lambda a: (layer_norm_tensor(a) * w).sum(), x)
+    assert gradcheck(lambda a, g, b: (layer_norm_node(a, g, b) * w).sum(), x, gamma, beta)
+    assert gradcheck(lambda a: (layer_norm_node(a) * w).sum(), x)
 
 
 # ------------------------------------------------------------- module functions
@@ -407,9 +484,11 @@ def test_where_with_broadcasting(rng):
     assert gradcheck(lambda x: (where(cond, 2.0, x) * w).sum(), b)
 
 
-def test_make_wraps_numpy_scalars():
-    t = _make(np.float64(2.0), (), None, "x")
-    assert isinstance(t.data, np.ndarray) and t.shape == ()
+def test_node_wraps_numpy_scalars():
+    t = node(np.float64(2.0), (), None, "x")
+    assert isinstance(t.data, np.ndarray) and t.shape == () and not t.requires_grad
+    s = node(np.float64(2.0), (Tensor(1.0, requires_grad=True),), lambda g: (g,), "y")
+    assert isinstance(s.data, np.ndarray) and s.data.dtype == np.float64 and s.requires_grad
 
 
 # ---------------------------------------------------------------------- gradcheck
@@ -419,7 +498,7 @@ def test_gradcheck_catches_a_wrong_gradient():
     x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
 
     def wrong_square(t):
-        return _make(t.data**2, (t,), lambda g: (g * t.data,), "bad")  # missing factor 2
+        return node(t.data**2, (t,), lambda g: (g * t.data,), "bad")  # missing factor 2
 
     with pytest.raises(AssertionError, match=r"input 0 .*index \(2,\)"):
         gradcheck(lambda t: wrong_square(t).sum(), x)

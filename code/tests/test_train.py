@@ -62,8 +62,8 @@ def test_history_json_round_trip():
 # ------------------------------------------------------------- docstring examples
 
 # Their examples run once, collected by --doctest-modules (test_doctests.py).
-TRAINING_MODULES = ["init", "kvcache", "nn", "dropout", "rnn", "transformer", "losses", "optim",
-                    "decoding", "train", "cache", "runtime"]
+TRAINING_MODULES = ["init", "kvcache", "nn", "dropout", "gru", "seq2seq", "transformer", "losses",
+                    "optim", "decoding", "train", "cache", "runtime"]
 
 
 @pytest.mark.parametrize("name", TRAINING_MODULES)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attnbook.tasks.vocab import BOS, EOS, PAD
+from attnbook.masks import padding_mask
+from attnbook.tokens import BOS, EOS, PAD
 
 __all__ = ["bucket_batches", "pad", "make_batch", "Batch"]
 
@@ -178,7 +179,8 @@ def make_batch(src, tgt, bos_id=BOS, eos_id=EOS, pad_id=PAD):
     Raises
     ------
     ValueError
-        If the lists are empty or differ in length, or a sequence is not 1-D integer.
+        If the lists are empty or differ in length, a sequence is not 1-D integer, or a
+        source is empty (a decoder could attend to nothing).
 
     Examples
     --------
@@ -211,7 +213,6 @@ def make_batch(src, tgt, bos_id=BOS, eos_id=EOS, pad_id=PAD):
     tgt_in = np.concatenate([np.full((B, 1), bos_id), tgt_ids], axis=1)  # (B, T_tgt + 1)
     tgt_out = np.concatenate([tgt_ids, np.full((B, 1), pad_id)], axis=1)  # (B, T_tgt + 1)
     tgt_out[np.arange(B), tgt_lengths] = eos_id
-    positions = np.arange(T_tgt + 1)
-    tgt_mask = positions < (tgt_lengths + 1)[:, None]  # (B, T_tgt + 1)
-    src_mask = (np.arange(src_ids.shape[1]) < src_lengths[:, None])[:, None, :]  # (B, 1, T_src)
+    tgt_mask = padding_mask(tgt_lengths + 1, T_tgt + 1)[:, 0]  # (B, T_tgt + 1): words and EOS
+    src_mask = padding_mask(src_lengths, src_ids.shape[1])  # (B, 1, T_src)
     return Batch(src_ids, src_lengths, src_mask, tgt_in, tgt_out, tgt_mask, tgt_lengths + 1)

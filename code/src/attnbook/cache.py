@@ -237,7 +237,7 @@ def cached(config, build_and_train_fn, directory=None):
     --------
     >>> import tempfile
     >>> from dataclasses import dataclass
-    >>> from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+    >>> from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
     >>> @dataclass(frozen=True)
     ... class Run:
     ...     seed: int = 0

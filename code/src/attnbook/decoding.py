@@ -24,7 +24,7 @@ import numpy as np
 
 from .nn import evaluating
 from .softmax import log_softmax
-from .tasks.vocab import BOS, EOS, PAD
+from .tokens import BOS, EOS, PAD
 from .tensor import no_grad
 
 __all__ = ["Decoded", "greedy_decode", "beam_search"]
@@ -98,7 +98,7 @@ def greedy_decode(model, src, max_len, *, src_mask=None, bos=BOS, eos=EOS, use_c
 
     Examples
     --------
-    >>> from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+    >>> from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
     >>> model = Seq2Seq(Seq2SeqConfig(src_vocab=10, tgt_vocab=10), rng=np.random.default_rng(0))
     >>> out = greedy_decode(model, np.array([[4, 5, 6]]), max_len=5)
     >>> len(out.tokens[0]) <= 5, out.attention[0].shape[1]
@@ -170,7 +170,7 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
 
     Examples
     --------
-    >>> from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+    >>> from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
     >>> model = Seq2Seq(Seq2SeqConfig(src_vocab=10, tgt_vocab=10), rng=np.random.default_rng(0))
     >>> src = np.array([[4, 5, 6]])
     >>> beam = beam_search(model, src, beam_size=1, max_len=5)

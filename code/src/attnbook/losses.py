@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import tensor as _t
 from .softmax import log_softmax
-from .tensor import Tensor
+from .tensor import Tensor, node
 
 __all__ = ["cross_entropy", "accuracy"]
 
@@ -107,8 +106,6 @@ def cross_entropy(logits, targets, mask=None, ignore_index=None, label_smoothing
     loss = float((weight * nll).sum())
     if not isinstance(logits, Tensor):
         return loss
-    if not (_t.is_grad_enabled() and logits.requires_grad):
-        return Tensor(loss)
 
     def backward(g):
         # d loss / d logits = (softmax - q) * weight, q = (1 - eps) one_hot + eps / V
@@ -119,7 +116,7 @@ def cross_entropy(logits, targets, mask=None, ignore_index=None, label_smoothing
         d *= (g * weight)[..., None]
         return (d,)
 
-    return _t._make(np.array(loss), (logits,), backward, "cross_entropy")
+    return node(np.array(loss), (logits,), backward, "cross_entropy")
 
 
 def accuracy(logits, targets, mask=None, ignore_index=None):

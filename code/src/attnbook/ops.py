@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels as _k
 from . import tensor as _t
+from ._checks import values
 from .tensor import Tensor
 
 __all__ = [
@@ -99,33 +101,34 @@ def softmax(x, axis=-1, inplace=False):
     """Stable softmax; ``inplace=True`` reuses an ndarray ``x`` the caller owns."""
     if isinstance(x, Tensor):
         return x.softmax(axis)
-    # Shifting by the row maximum makes every exponent <= 0: no overflow. (The shift
-    # itself can overflow to -inf for scores ~1e308 apart; exp(-inf) = 0 is right then.)
-    with np.errstate(over="ignore"):
-        y = np.subtract(x, x.max(axis=axis, keepdims=True), out=x if inplace else None)
-    np.exp(y, out=y)
-    y /= y.sum(axis=axis, keepdims=True)
-    return y
+    return _k.softmax(x, axis, out=x if inplace else None)
 
 
 def log_softmax(x, axis=-1):
     """Stable log-softmax: ``x - max - log(sum(exp(x - max)))``."""
     if isinstance(x, Tensor):
         return x.log_softmax(axis)
-    with np.errstate(over="ignore"):
-        shifted = x - x.max(axis=axis, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-    return shifted
+    return _k.log_softmax(x, axis)
 
 
 def layer_norm(x, gamma=None, beta=None, eps=1e-5):
-    """Normalise the last axis to mean 0 and variance 1, then scale and shift."""
-    if any_tensor(x, gamma, beta):
-        return _t.layer_norm_tensor(x, gamma, beta, eps)
-    xc = x - x.mean(axis=-1, keepdims=True)
-    y = xc / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
+    """Normalise the last axis to mean 0 and variance 1, then scale and shift; one node on Tensors."""
+    xhat, rstd = _k.layer_norm(values(x), eps)  # (..., d), (..., 1)
+    tensors = any_tensor(x, gamma, beta)
+    y = xhat.copy() if tensors else xhat  # backward reads xhat: the node's value gets its own
     if gamma is not None:
-        y *= gamma
+        y *= values(gamma)
     if beta is not None:
-        y += beta
-    return y
+        y += values(beta)
+    if not tensors:
+        return y
+    lead = tuple(range(y.ndim - 1))  # gamma and beta (d,) are shared by every token
+
+    def backward(g):
+        dxhat = g if gamma is None else g * values(gamma)
+        dx = _k.layer_norm_backward(dxhat, xhat, rstd) if _t.requires_grad(x) else None
+        dgamma = (g * xhat).sum(axis=lead) if _t.requires_grad(gamma) else None
+        dbeta = g.sum(axis=lead) if _t.requires_grad(beta) else None
+        return dx, dgamma, dbeta
+
+    return _t.node(y, (x, gamma, beta), backward, "layer_norm")

@@ -5,8 +5,10 @@ gradient, attaches a small closure ``backward(g) -> grads`` that applies the cha
 for that one operation (one gradient per parent, ``None`` where a parent needs none).
 ``Tensor.backward`` visits the graph once in reverse topological order.
 
-Softmax, log-softmax and layer norm are *fused*: one node with a hand-derived backward
-pass (Chapter 5 and Chapter 8 derive them), instead of a chain of primitive nodes.
+Every operation, here and elsewhere in attnbook, is defined the same way: with ``node``,
+which records the operation only when gradients are on and some input needs one.
+Softmax and log-softmax are *fused*: one node whose backward pass is derived by hand
+(Chapter 5), written once in ``attnbook._kernels`` and shared with the ndarray path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+
+from . import _kernels as _k
 
 __all__ = ["Tensor", "no_grad", "is_grad_enabled", "node", "requires_grad", "concatenate", "stack", "where"]
 
@@ -147,17 +151,25 @@ def node(data, parents, backward, op="fused"):
     --------
     gradcheck : check a hand-written backward pass against finite differences.
     """
-    if not _grad_enabled or not any(isinstance(p, Tensor) and p.requires_grad for p in parents):
+    # The one place that decides whether an operation is recorded.
+    if not _grad_enabled:
         return _make(data, (), None, op)
-    if all(isinstance(p, Tensor) for p in parents):
+    needed = mixed = False
+    for p in parents:
+        if isinstance(p, Tensor):
+            needed = needed or p.requires_grad
+        else:
+            mixed = True  # an ndarray, scalar or None takes part: it gets no gradient
+    if not needed:
+        return _make(data, (), None, op)
+    if not mixed:
         return _make(data, tuple(parents), backward, op)
     keep = [isinstance(p, Tensor) for p in parents]
-    tensors = tuple(p for p in parents if isinstance(p, Tensor))
 
     def tensor_backward(g):
         return [d for d, k in zip(backward(g), keep) if k]
 
-    return _make(data, tensors, tensor_backward, op)
+    return _make(data, tuple(p for p in parents if isinstance(p, Tensor)), tensor_backward, op)
 
 
 def requires_grad(x):
@@ -297,9 +309,18 @@ class Tensor:
         return f"Tensor({body}{suffix})"
 
     def __array__(self, dtype=None, copy=None):
-        # Lets plotting and np.asarray read the values; the result is detached.
-        if dtype is None:
+        # NumPy 2's protocol: np.array(t) and np.array(t, copy=True) ask for copy=True and
+        # get a new array (writing to it must not edit the tensor); np.asarray(t) asks for
+        # copy=None and may share .data. The result is detached from the graph either way.
+        if copy:
+            return np.array(self.data, dtype=dtype, copy=True)
+        if dtype is None or np.dtype(dtype) == self.data.dtype:
             return self.data
+        if copy is False:
+            raise ValueError(
+                f"np.asarray(tensor, dtype={np.dtype(dtype)}, copy=False) needs a copy: the "
+                f"tensor holds {self.data.dtype}; drop copy=False or the dtype."
+            )
         return self.data.astype(dtype)
 
     def item(self):
@@ -403,57 +424,44 @@ class Tensor:
     # ------------------------------------------------------------- arithmetic
     def __add__(self, other):
         other = _as_tensor(other)
-        out = self.data + other.data
-        if not (_grad_enabled and (self.requires_grad or other.requires_grad)):
-            return _make(out, (), None, "add")
         a_shape, b_shape = self.shape, other.shape
 
         def backward(g):
             return _unbroadcast(g, a_shape), _unbroadcast(g, b_shape)
 
-        return _make(out, (self, other), backward, "add")
+        return node(self.data + other.data, (self, other), backward, "add")
 
     def __radd__(self, other):
         return _as_tensor(other).__add__(self)
 
     def __sub__(self, other):
         other = _as_tensor(other)
-        out = self.data - other.data
-        if not (_grad_enabled and (self.requires_grad or other.requires_grad)):
-            return _make(out, (), None, "sub")
         a_shape, b_shape = self.shape, other.shape
 
         def backward(g):
             return _unbroadcast(g, a_shape), _unbroadcast(-g, b_shape)
 
-        return _make(out, (self, other), backward, "sub")
+        return node(self.data - other.data, (self, other), backward, "sub")
 
     def __rsub__(self, other):
         return _as_tensor(other).__sub__(self)
 
     def __mul__(self, other):
-        other = _as_tensor(other)
-        a, b = self, other
-        out = a.data * b.data
-        if not (_grad_enabled and (a.requires_grad or b.requires_grad)):
-            return _make(out, (), None, "mul")
+        a, b = self, _as_tensor(other)
 
         def backward(g):
             ga = _unbroadcast(g * b.data, a.shape) if a.requires_grad else None
             gb = _unbroadcast(g * a.data, b.shape) if b.requires_grad else None
             return ga, gb
 
-        return _make(out, (a, b), backward, "mul")
+        return node(a.data * b.data, (a, b), backward, "mul")
 
     def __rmul__(self, other):
         return _as_tensor(other).__mul__(self)
 
     def __truediv__(self, other):
-        other = _as_tensor(other)
-        a, b = self, other
+        a, b = self, _as_tensor(other)
         out = a.data / b.data
-        if not (_grad_enabled and (a.requires_grad or b.requires_grad)):
-            return _make(out, (), None, "div")
 
         def backward(g):
             ga = _unbroadcast(g / b.data, a.shape) if a.requires_grad else None
@@ -461,16 +469,13 @@ class Tensor:
             gb = _unbroadcast(-g * out / b.data, b.shape) if b.requires_grad else None
             return ga, gb
 
-        return _make(out, (a, b), backward, "div")
+        return node(out, (a, b), backward, "div")
 
     def __rtruediv__(self, other):
         return _as_tensor(other).__truediv__(self)
 
     def __neg__(self):
-        out = -self.data
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "neg")
-        return _make(out, (self,), lambda g: (-g,), "neg")
+        return node(-self.data, (self,), lambda g: (-g,), "neg")
 
     def __pos__(self):
         return self
@@ -480,17 +485,10 @@ class Tensor:
             return NotImplemented
         p = float(exponent)
         x = self.data
-        out = x**p
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "pow")
-        return _make(out, (self,), lambda g: (g * p * x ** (p - 1.0),), "pow")
+        return node(x**p, (self,), lambda g: (g * p * x ** (p - 1.0),), "pow")
 
     def __matmul__(self, other):
-        other = _as_tensor(other)
-        a, b = self, other
-        out = np.matmul(a.data, b.data)
-        if not (_grad_enabled and (a.requires_grad or b.requires_grad)):
-            return _make(out, (), None, "matmul")
+        a, b = self, _as_tensor(other)
 
         def backward(g):
             # Treat 1-D operands as a row (left) or a column (right), as np.matmul does.
@@ -514,7 +512,7 @@ class Tensor:
                 gb = gb.reshape(b.shape)
             return ga, gb
 
-        return _make(out, (a, b), backward, "matmul")
+        return node(np.matmul(a.data, b.data), (a, b), backward, "matmul")
 
     def __rmatmul__(self, other):
         return _as_tensor(other).__matmul__(self)
@@ -522,9 +520,6 @@ class Tensor:
     # ------------------------------------------------------------- reductions
     def sum(self, axis=None, keepdims=False):
         """Sum over ``axis`` (None: all axes), like ``ndarray.sum``."""
-        out = self.data.sum(axis=axis, keepdims=keepdims)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "sum")
         shape = self.shape
         axes = _normalize_axes(axis, self.ndim)
 
@@ -533,7 +528,7 @@ class Tensor:
                 g = np.expand_dims(g, axes)
             return (np.broadcast_to(g, shape),)
 
-        return _make(out, (self,), backward, "sum")
+        return node(self.data.sum(axis=axis, keepdims=keepdims), (self,), backward, "sum")
 
     def mean(self, axis=None, keepdims=False):
         """Mean over ``axis`` (None: all axes), like ``ndarray.mean``."""
@@ -558,8 +553,6 @@ class Tensor:
             out = np.take_along_axis(x, index, axis=axis)
             if not keepdims:
                 out = np.squeeze(out, axis=axis)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "max")
 
         def backward(g):
             grad = np.zeros_like(x)
@@ -570,7 +563,7 @@ class Tensor:
                 np.put_along_axis(grad, index, gk, axis=axis)
             return (grad,)
 
-        return _make(out, (self,), backward, "max")
+        return node(out, (self,), backward, "max")
 
     # ------------------------------------------------------------- reshaping
     def reshape(self, *shape):
@@ -578,10 +571,7 @@ class Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         old = self.shape
-        out = self.data.reshape(shape)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "reshape")
-        return _make(out, (self,), lambda g: (g.reshape(old),), "reshape")
+        return node(self.data.reshape(shape), (self,), lambda g: (g.reshape(old),), "reshape")
 
     def transpose(self, *axes):
         """Permute axes (no arguments: reverse them), like ``ndarray.transpose``."""
@@ -589,185 +579,77 @@ class Tensor:
             axes = tuple(axes[0])
         if not axes:
             axes = tuple(range(self.ndim - 1, -1, -1))
-        out = self.data.transpose(axes)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "transpose")
         inverse = tuple(np.argsort(axes))
-        return _make(out, (self,), lambda g: (g.transpose(inverse),), "transpose")
+        return node(self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),), "transpose")
 
     def swapaxes(self, axis1, axis2):
         """Swap two axes, like ``ndarray.swapaxes``."""
-        out = self.data.swapaxes(axis1, axis2)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "swapaxes")
-        return _make(out, (self,), lambda g: (g.swapaxes(axis1, axis2),), "swapaxes")
+        return node(self.data.swapaxes(axis1, axis2), (self,),
+                    lambda g: (g.swapaxes(axis1, axis2),), "swapaxes")
 
     def __getitem__(self, index):
         if isinstance(index, Tensor):
             index = index.data.astype(np.intp)
         elif isinstance(index, tuple):
             index = tuple(i.data.astype(np.intp) if isinstance(i, Tensor) else i for i in index)
-        out = self.data[index]
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "getitem")
         shape = self.shape
-        accumulate = _needs_advanced_accumulate(index)
 
         def backward(g):
             grad = np.zeros(shape)
-            if accumulate:
+            if _needs_advanced_accumulate(index):
                 np.add.at(grad, index, g)  # repeated indices (an embedding lookup) add up
             else:
                 grad[index] = g
             return (grad,)
 
-        return _make(out, (self,), backward, "getitem")
+        return node(self.data[index], (self,), backward, "getitem")
 
     # ------------------------------------------------------------ elementwise
     def exp(self):
         """Elementwise ``e**x``."""
         out = np.exp(self.data)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "exp")
-        return _make(out, (self,), lambda g: (g * out,), "exp")
+        return node(out, (self,), lambda g: (g * out,), "exp")
 
     def log(self):
         """Elementwise natural logarithm."""
         x = self.data
-        out = np.log(x)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "log")
-        return _make(out, (self,), lambda g: (g / x,), "log")
+        return node(np.log(x), (self,), lambda g: (g / x,), "log")
 
     def tanh(self):
         """Elementwise hyperbolic tangent."""
         out = np.tanh(self.data)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "tanh")
-        return _make(out, (self,), lambda g: (g * (1.0 - out * out),), "tanh")
+        return node(out, (self,), lambda g: (_k.tanh_backward(g, out),), "tanh")
 
     def sigmoid(self):
-        """Elementwise logistic function ``1 / (1 + e**-x)``."""
-        # The tanh form never overflows, unlike 1 / (1 + exp(-x)) for very negative x.
-        out = 0.5 * (1.0 + np.tanh(0.5 * self.data))
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "sigmoid")
-        return _make(out, (self,), lambda g: (g * out * (1.0 - out),), "sigmoid")
+        """Elementwise logistic function ``1 / (1 + e**-x)`` (never overflows)."""
+        out = _k.sigmoid(self.data)
+        return node(out, (self,), lambda g: (_k.sigmoid_backward(g, out),), "sigmoid")
 
     def relu(self):
         """Elementwise ``max(x, 0)`` (gradient 0 at 0)."""
         x = self.data
-        out = np.maximum(x, 0.0)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "relu")
-        return _make(out, (self,), lambda g: (g * (x > 0),), "relu")
+        return node(np.maximum(x, 0.0), (self,), lambda g: (g * (x > 0),), "relu")
 
     def sqrt(self):
         """Elementwise square root."""
         out = np.sqrt(self.data)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "sqrt")
-        return _make(out, (self,), lambda g: (g * 0.5 / out,), "sqrt")
+        return node(out, (self,), lambda g: (g * 0.5 / out,), "sqrt")
 
     def abs(self):
         """Elementwise absolute value (gradient 0 at 0)."""
         x = self.data
-        out = np.abs(x)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(out, (), None, "abs")
-        return _make(out, (self,), lambda g: (g * np.sign(x),), "abs")
+        return node(np.abs(x), (self,), lambda g: (g * np.sign(x),), "abs")
 
     # ------------------------------------------------------------ fused ops
     def softmax(self, axis=-1):
         """Softmax along ``axis`` as one fused node; ``-inf`` entries get weight 0 and gradient 0."""
-        x = self.data
-        with np.errstate(over="ignore"):
-            y = np.exp(x - x.max(axis=axis, keepdims=True))
-        y /= y.sum(axis=axis, keepdims=True)
-        if not (_grad_enabled and self.requires_grad):
-            return _make(y, (), None, "softmax")
-
-        def backward(g):
-            # dx = y * (g - sum(g * y))
-            return (y * (g - (g * y).sum(axis=axis, keepdims=True)),)
-
-        return _make(y, (self,), backward, "softmax")
+        y = _k.softmax(self.data, axis)
+        return node(y, (self,), lambda g: (_k.softmax_backward(g, y, axis),), "softmax")
 
     def log_softmax(self, axis=-1):
         """Log-softmax along ``axis`` as one fused node (stable: shifts by the maximum)."""
-        x = self.data
-        with np.errstate(over="ignore"):
-            shifted = x - x.max(axis=axis, keepdims=True)
-        y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-        if not (_grad_enabled and self.requires_grad):
-            return _make(y, (), None, "log_softmax")
-
-        def backward(g):
-            # dx = g - softmax * sum(g)
-            return (g - np.exp(y) * g.sum(axis=axis, keepdims=True),)
-
-        return _make(y, (self,), backward, "log_softmax")
-
-
-def layer_norm_tensor(x, gamma=None, beta=None, eps=1e-5):
-    """Fused layer norm over the last axis of a Tensor (use ``attnbook.layer_norm``).
-
-    Parameters
-    ----------
-    x : Tensor or ndarray of shape (..., d)
-    gamma, beta : Tensor or ndarray of shape (d,), optional
-        Scale and shift; None means 1 and 0.
-    eps : float
-        Added to the biased variance inside the square root.
-
-    Returns
-    -------
-    Tensor of shape (..., d)
-
-    Examples
-    --------
-    >>> y = layer_norm_tensor(Tensor([[1.0, 3.0]]))
-    >>> np.round(y.data, 3)
-    array([[-1.,  1.]])
-
-    See Also
-    --------
-    attnbook.layer_norm : the validated public entry point.
-    Chapter 8, *The Transformer*, derives this backward pass.
-    """
-    x = _as_tensor(x)
-    gamma = None if gamma is None else _as_tensor(gamma)
-    beta = None if beta is None else _as_tensor(beta)
-    xd = x.data
-    mu = xd.mean(axis=-1, keepdims=True)
-    xc = xd - mu
-    rstd = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
-    xhat = xc * rstd
-    out = xhat if gamma is None else xhat * gamma.data
-    if beta is not None:
-        out = out + beta.data
-    elif gamma is None:
-        out = out.copy()
-    parents = tuple(t for t in (x, gamma, beta) if t is not None)
-    if not (_grad_enabled and any(t.requires_grad for t in parents)):
-        return _make(out, (), None, "layer_norm")
-
-    def backward(g):
-        dxhat = g if gamma is None else g * gamma.data
-        # dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var + eps)
-        dx = rstd * (
-            dxhat
-            - dxhat.mean(axis=-1, keepdims=True)
-            - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
-        )
-        grads = [dx if x.requires_grad else None]
-        if gamma is not None:
-            grads.append(_unbroadcast(g * xhat, gamma.shape) if gamma.requires_grad else None)
-        if beta is not None:
-            grads.append(_unbroadcast(g, beta.shape) if beta.requires_grad else None)
-        return grads
-
-    return _make(out, parents, backward, "layer_norm")
+        y = _k.log_softmax(self.data, axis)
+        return node(y, (self,), lambda g: (_k.log_softmax_backward(g, y, axis),), "log_softmax")
 
 
 def concatenate(tensors, axis=0):
@@ -794,15 +676,13 @@ def concatenate(tensors, axis=0):
     Chapter 4, *Learning to align and translate*, concatenates the decoder's inputs.
     """
     tensors = [_as_tensor(t) for t in tensors]
-    out = np.concatenate([t.data for t in tensors], axis=axis)
-    if not (_grad_enabled and any(t.requires_grad for t in tensors)):
-        return _make(out, (), None, "concatenate")
     splits = np.cumsum([t.shape[axis] for t in tensors])[:-1]
 
     def backward(g):
         return np.split(g, splits, axis=axis)
 
-    return _make(out, tuple(tensors), backward, "concatenate")
+    out = np.concatenate([t.data for t in tensors], axis=axis)
+    return node(out, tensors, backward, "concatenate")
 
 
 def stack(tensors, axis=0):
@@ -830,15 +710,12 @@ def stack(tensors, axis=0):
     """
     tensors = [_as_tensor(t) for t in tensors]
     out = np.stack([t.data for t in tensors], axis=axis)
-    if not (_grad_enabled and any(t.requires_grad for t in tensors)):
-        return _make(out, (), None, "stack")
-    ax = axis % out.ndim
-    lead = (slice(None),) * ax
+    lead = (slice(None),) * (axis % out.ndim)
 
     def backward(g):
         return [g[lead + (i,)] for i in range(len(tensors))]
 
-    return _make(out, tuple(tensors), backward, "stack")
+    return node(out, tensors, backward, "stack")
 
 
 def where(cond, a, b):
@@ -865,13 +742,10 @@ def where(cond, a, b):
     """
     cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
     a, b = _as_tensor(a), _as_tensor(b)
-    out = np.where(cond, a.data, b.data)
-    if not (_grad_enabled and (a.requires_grad or b.requires_grad)):
-        return _make(out, (), None, "where")
 
     def backward(g):
         ga = _unbroadcast(np.where(cond, g, 0.0), a.shape) if a.requires_grad else None
         gb = _unbroadcast(np.where(cond, 0.0, g), b.shape) if b.requires_grad else None
         return ga, gb
 
-    return _make(out, (a, b), backward, "where")
+    return node(np.where(cond, a.data, b.data), (a, b), backward, "where")

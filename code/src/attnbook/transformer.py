@@ -35,7 +35,7 @@ from .kvcache import KVCache
 from .masks import causal_mask
 from .nn import Dropout, Embedding, FeedForward, LayerNorm, Linear, Module, MultiHeadAttention
 from .positions import alibi_bias, sinusoidal_positions
-from .tasks.vocab import BOS
+from .tokens import BOS
 from .tensor import Tensor
 
 __all__ = [

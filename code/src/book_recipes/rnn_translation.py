@@ -18,7 +18,7 @@ from attnbook.decoding import greedy_decode
 from attnbook.losses import cross_entropy
 from attnbook.metrics import alignment_accuracy, corpus_bleu, exact_match, token_accuracy
 from attnbook.optim import Adam, warmup_linear
-from attnbook.rnn import Seq2Seq, Seq2SeqConfig
+from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnbook.tasks import SRC_VOCAB, TGT_VOCAB, make_dataset
 from attnbook.train import fit
 
@@ -67,7 +67,7 @@ def rnn_translation_run(attention, d, seed, *, d_dec=None, **changes):
     Parameters
     ----------
     attention : str
-        One of :data:`attnbook.rnn.ATTENTION_KINDS` ("none", "additive", ...).
+        One of :data:`attnbook.seq2seq.ATTENTION_KINDS` ("none", "additive", ...).
     d : int
         Width of each encoder direction (and of the decoder, unless ``d_dec`` is given).
     seed : int
@@ -120,7 +120,7 @@ def train_rnn_translation(run):
 
     Returns
     -------
-    model : attnbook.rnn.Seq2Seq
+    model : attnbook.seq2seq.Seq2Seq
     history : attnbook.train.History
         Its ``metrics`` hold ``token_accuracy_L``, ``exact_match_L``, ``bleu_L`` (greedy
         decoding) and, with attention, ``alignment_accuracy_L`` for each L in

@@ -3,8 +3,9 @@
 Every vocabulary in the book reserves the same four ids, so batching code never needs to
 know which task it is batching: ``PAD = 0`` fills short sequences, ``BOS = 1`` starts a
 decoder, ``EOS = 2`` ends a sequence, ``SEP = 3`` separates question from answer in
-decoder-only tasks. Vocabularies are closed (a function of the task's grammar, never of a
-sample), so there is no unknown-word token: an unknown word is an error.
+decoder-only tasks. The ids are defined in ``attnbook.tokens`` and re-exported here.
+Vocabularies are closed (a function of the task's grammar, never of a sample), so there is
+no unknown-word token: an unknown word is an error.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["Vocab", "PAD", "BOS", "EOS", "SEP", "SPECIALS"]
+from attnbook.tokens import BOS, EOS, PAD, SEP, SPECIALS
 
-PAD, BOS, EOS, SEP = 0, 1, 2, 3
-SPECIALS = ("<pad>", "<bos>", "<eos>", "<sep>")
+__all__ = ["Vocab", "PAD", "BOS", "EOS", "SEP", "SPECIALS"]
 
 
 @dataclass(frozen=True)
