@@ -56,7 +56,6 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     "fig-ch4-length": {"phone", "desktop"},
     # 7.5-8.4 in wide: 12-13.8 px on a desktop, 7-8 px on a phone.
     "fig-ch2-score-family": {"phone", "desktop"},
-    "fig-ch3-temperature": {"phone", "desktop"},
     "fig-ch7-sinusoids": {"phone", "desktop"},
     "fig-ch7-alibi": {"phone", "desktop"},
     "fig-ch9-scaling": {"phone", "desktop"},
