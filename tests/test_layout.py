@@ -56,8 +56,6 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     "fig-ch4-length": {"phone", "desktop"},
     # 7.5-8.4 in wide: 12-13.8 px on a desktop, 7-8 px on a phone.
     "fig-ch2-score-family": {"phone", "desktop"},
-    "fig-ch7-sinusoids": {"phone", "desktop"},
-    "fig-ch7-alibi": {"phone", "desktop"},
     "fig-ch9-scaling": {"phone", "desktop"},
     "fig-ch9-io": {"phone", "desktop"},
     "fig-ch9-rate": {"phone", "desktop"},
@@ -68,8 +66,6 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     "fig-ch8-masks": {"phone", "desktop"},
     "fig-ch8-maps": {"phone", "desktop"},
     # One label or legend in fontsize="small".
-    "fig-ch7-extrapolation": {"phone", "desktop"},
-    "fig-ch7-copy": {"phone", "desktop"},
     "fig-ch8-warmup": {"phone", "desktop"},
 }
 
