@@ -59,9 +59,6 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     "fig-ch3-temperature": {"phone", "desktop"},
     "fig-ch7-sinusoids": {"phone", "desktop"},
     "fig-ch7-alibi": {"phone", "desktop"},
-    "fig-ch9-scaling": {"phone", "desktop"},
-    "fig-ch9-io": {"phone", "desktop"},
-    "fig-ch9-rate": {"phone", "desktop"},
     # Heatmaps with smaller tick labels or cell numbers (fontsize 5-7, "x-small", "small").
     "fig-ch4-alignment": {"phone", "desktop"},
     "fig-ch4-cat": {"phone", "desktop"},
