@@ -56,9 +56,6 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     "fig-ch4-length": {"phone", "desktop"},
     # 7.5-8.4 in wide: 12-13.8 px on a desktop, 7-8 px on a phone.
     "fig-ch2-score-family": {"phone", "desktop"},
-    "fig-ch9-scaling": {"phone", "desktop"},
-    "fig-ch9-io": {"phone", "desktop"},
-    "fig-ch9-rate": {"phone", "desktop"},
     # Heatmaps with smaller tick labels or cell numbers (fontsize 5-7, "x-small", "small").
     "fig-ch4-alignment": {"phone", "desktop"},
     "fig-ch4-cat": {"phone", "desktop"},

@@ -60,7 +60,7 @@ CASES = {
         r"\softmax(Y W_{\text{out}} + \vec b_{\text{out}})", "post-LN", "pre-LN", "causal",
         "padding", "residual"]),
     "flash_tiling": (diagrams.flash_tiling, {}, "09-cost.md", [
-        r"O_i", r"B_r \times B_c", r"\ell", "fast memory", "slow memory"]),
+        r"O_i", r"B_r \times B_c", r"\ell", r"\tilde{O}", "fast memory", "slow memory"]),
 }
 
 # The book's macros (_config.yml) as a diagram writes them with matplotlib's mathtext.

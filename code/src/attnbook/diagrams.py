@@ -812,8 +812,8 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
     visited row by row (the numbers give the order); the blocks in fast memory at the drawn
     step are strong, those in slow memory pale. Right: for every step, which blocks of
     ``Q``, ``K``, ``V`` and the output ``O`` are in fast memory: ``Q_i`` for a whole row of
-    tiles, ``K_j`` and ``V_j`` for one tile, and the accumulator ``A`` with ``m`` and ``ell``
-    of ``O_i`` until the row ends and ``O_i = diag(ell)^-1 A`` is written.
+    tiles, ``K_j`` and ``V_j`` for one tile, and the accumulator ``Õ`` with ``m`` and ``ell``
+    of ``O_i`` until the row ends and ``O_i = diag(ell)^-1 Õ`` is written.
 
     Parameters
     ----------
@@ -847,7 +847,7 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
           FlashAttention's tiles, queries in the outer loop ({prf:ref}`alg-ch9-flash`).
           Left: the scores are computed one $B_r \\times B_c$ tile at a time, in the numbered
           order; at step 5 fast memory holds $Q_2$ (blue), $K_2$ (orange), $V_2$ (green), the
-          tile $S$ and the running $m$, $\\ell$ and $A$ of $O_2$ (vermillion), drawn strong;
+          tile $S$ and the running $m$, $\\ell$ and $\\tilde{O}$ of $O_2$ (vermillion), drawn strong;
           every other block stays in slow memory, drawn pale. Right: the blocks held in fast
           memory at every step; $O_i$ is written once, at the end of its row (w).
         alt: >-
@@ -916,7 +916,7 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
                 cv.text(x + t / 2, label_y, name, size=SMALL)
         cv.text(x0 + n * t / 2, 0.42, r"a tile: $B_r \times B_c$ scores", size=SMALL)
         cv.text(x0 + n * t / 2, 0.13, f"fast memory at step {current}: $Q_{si}$, $K_{sj}$, "
-                rf"$V_{sj}$, $S$, $m$, $\ell$, $A$", size=SMALL)
+                rf"$V_{sj}$, $S$, $m$, $\ell$, $\tilde{{O}}$", size=SMALL)
         # Right: which blocks are in fast memory at every step.
         names = ([("query", rf"$Q_{i}$") for i in range(1, n + 1)]
                  + [("key", rf"$K_{j}$") for j in range(1, n + 1)]
