@@ -51,14 +51,8 @@ SMALL_PRINT_PX = 14.0
 # with the width at which they fail. Chapter authors remove their entries as they fix them.
 KNOWN_OFFENDERS: dict[str, set[str]] = {
     # Two panels side by side, 9 in wide: shown at 0.75 of their size on a desktop.
-    "fig-ch1-bottleneck": {"phone", "desktop"},
-    "fig-ch1-sequential": {"phone", "desktop"},
-    "fig-ch4-length": {"phone", "desktop"},
     # 7.5-8.4 in wide: 12-13.8 px on a desktop, 7-8 px on a phone.
-    "fig-ch2-score-family": {"phone", "desktop"},
     # Heatmaps with smaller tick labels or cell numbers (fontsize 5-7, "x-small", "small").
-    "fig-ch4-alignment": {"phone", "desktop"},
-    "fig-ch4-cat": {"phone", "desktop"},
     "fig-ch6-heads": {"phone", "desktop"},
     "fig-ch8-masks": {"phone", "desktop"},
     "fig-ch8-maps": {"phone", "desktop"},
