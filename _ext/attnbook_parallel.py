@@ -152,6 +152,9 @@ def schedule(pages: list[Page], history: dict, first: list[str]) -> list[Page]:
     return [page for _, page in sorted(enumerate(pages), key=key)]
 
 
+IOPUB_TIMEOUT_S = 300  # seconds to wait for a finished cell's last outputs
+
+
 def execute(notebook_json: str, cwd: str | None, timeout, allow_errors: bool) -> dict:
     """Execute one notebook (in a worker process of its own); return it and its costs."""
     import resource
@@ -163,8 +166,12 @@ def execute(notebook_json: str, cwd: str | None, timeout, allow_errors: bool) ->
     notebook = nbformat.reads(notebook_json, as_version=4)
     before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     with (tempfile.TemporaryDirectory() if cwd is None else nullcontext(cwd)) as folder:
+        # nbclient waits only 4 s (its default) for a cell's outputs after the cell has finished
+        # and then drops the rest with a logged warning: on a loaded machine glued values went
+        # missing that way. Wait long, and fail rather than lose an output.
         result = single_nb_execution(
-            notebook, cwd=folder, timeout=timeout, allow_errors=allow_errors, meta_override=True
+            notebook, cwd=folder, timeout=timeout, allow_errors=allow_errors, meta_override=True,
+            iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True,
         )
     # The kernel is this process's child and has exited: its CPU time is in RUSAGE_CHILDREN.
     after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]

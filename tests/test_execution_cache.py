@@ -298,6 +298,29 @@ def test_longest_pages_start_first():
     assert [p.docname for p in schedule(pages, {}, first=[])] == list("abcde")
 
 
+def test_late_outputs_are_waited_for_and_never_dropped_silently(monkeypatch):
+    """nbclient's default waits 4 s for a finished cell's outputs, then drops them with a log
+    line: glued values went missing that way on a loaded machine."""
+    import nbformat
+    from jupyter_cache.executors import utils
+
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        import attnbook_parallel
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    seen = {}
+
+    def fake_execution(nb, cwd, timeout, allow_errors, meta_override=True, **kwargs):
+        seen.update(kwargs)
+        return utils.ExecutionResult(nb, cwd, 0.0, None, None)
+
+    monkeypatch.setattr(utils, "single_nb_execution", fake_execution)
+    attnbook_parallel.execute(nbformat.writes(nbformat.v4.new_notebook()), None, 60, False)
+    assert seen["raise_on_iopub_timeout"] is True
+    assert seen["iopub_timeout"] >= 60
+
+
 def test_downloads_from_the_cache_lack_outputs_upstream(tmp_path: Path):
     """Why _ext/attnbook_parallel.py writes the executed .ipynb: myst-nb alone, a page from its
     cache is offered for download without outputs. When an upgrade fixes this, this test
