@@ -65,13 +65,9 @@ KNOWN_OFFENDERS: dict[str, set[str]] = {
     # Heatmaps with smaller tick labels or cell numbers (fontsize 5-7, "x-small", "small").
     "fig-ch4-alignment": {"phone", "desktop"},
     "fig-ch4-cat": {"phone", "desktop"},
-    "fig-ch6-heads": {"phone", "desktop"},
-    "fig-ch8-masks": {"phone", "desktop"},
-    "fig-ch8-maps": {"phone", "desktop"},
     # One label or legend in fontsize="small".
     "fig-ch7-extrapolation": {"phone", "desktop"},
     "fig-ch7-copy": {"phone", "desktop"},
-    "fig-ch8-warmup": {"phone", "desktop"},
 }
 
 MEASURE = r"""(async () => {
