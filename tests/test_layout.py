@@ -50,14 +50,6 @@ SMALL_PRINT_PX = 14.0
 # Figures (their HTML id: the figure's `name`) whose text is still smaller than MIN_TEXT_PX,
 # with the width at which they fail. Chapter authors remove their entries as they fix them.
 KNOWN_OFFENDERS: dict[str, set[str]] = {
-    # Two panels side by side, 9 in wide: shown at 0.75 of their size on a desktop.
-    # 7.5-8.4 in wide: 12-13.8 px on a desktop, 7-8 px on a phone.
-    # Heatmaps with smaller tick labels or cell numbers (fontsize 5-7, "x-small", "small").
-    "fig-ch6-heads": {"phone", "desktop"},
-    "fig-ch8-masks": {"phone", "desktop"},
-    "fig-ch8-maps": {"phone", "desktop"},
-    # One label or legend in fontsize="small".
-    "fig-ch8-warmup": {"phone", "desktop"},
 }
 
 MEASURE = r"""(async () => {

@@ -110,3 +110,38 @@ def test_rnn_recipe_scores_only_the_lengths_asked_for():
     _, history = train_rnn_translation(run)
     assert sorted(history.metrics) == sorted(f"{m}_{L}" for m in ("token_accuracy", "exact_match", "bleu")
                                              for L in (4, 6))
+
+
+TINY = dict(d_model=8, n_heads=2, d_ff=8, n_layers=1, steps=3, warmup=1, batch=4)
+
+
+def test_transformer_recipe_builds_the_positions_and_dropout_asked_for():
+    model, _ = train_transformer_translation(
+        TransformerTranslationRun(**TINY, positions="alibi", dropout=0.2))
+    assert (model.config.positions, model.config.dropout) == ("alibi", 0.2)
+    dropouts = [m.p for m in model.modules() if type(m).__name__ == "Dropout"]
+    assert dropouts and set(dropouts) == {0.2}
+    plain, _ = train_transformer_translation(TransformerTranslationRun(**TINY))
+    assert (plain.config.positions, plain.config.dropout) == ("sinusoidal", 0.0)
+
+
+def test_transformer_recipe_trains_on_sentences_of_at_most_max_words(monkeypatch):
+    import book_recipes.transformer_translation as recipe
+
+    lengths = []
+    real = recipe.make_dataset
+
+    def spy(rng, n, low, high):
+        lengths.append((low, high))
+        return real(rng, n, low, high)
+
+    monkeypatch.setattr(recipe, "make_dataset", spy)
+    train_transformer_translation(TransformerTranslationRun(**{**TINY, "steps": 40}, max_words=4))
+    assert len(lengths) == 40 and all(low == high for low, high in lengths)
+    assert {low for low, _ in lengths} == {2, 3, 4}  # 40 draws from 2..4 reach every length
+
+
+def test_transformer_recipe_default_keeps_the_books_translator():
+    # The default draws lengths as before (2..20), so the chapters' translator is unchanged.
+    run = TransformerTranslationRun()
+    assert (run.max_words, run.positions, run.dropout) == (20, "sinusoidal", 0.0)

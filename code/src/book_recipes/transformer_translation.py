@@ -47,11 +47,14 @@ class TransformerTranslationRun:
     warmup: int = 100
     label_smoothing: float = 0.1
     clip: float = 1.0  # global gradient-norm bound
+    max_words: int = 20  # training sentences have 2 to max_words words
+    positions: str = "sinusoidal"  # the paper's; "alibi" or "rope" for chapter 8's comparison
+    dropout: float = 0.0  # the paper's base model uses 0.1; chapter 8 measures both
     seed: int = 0
 
 
 def train_transformer_translation(run):
-    """Train the Transformer translator on fresh toy sentences of 2 to 20 words.
+    """Train the Transformer translator on fresh toy sentences of 2 to ``run.max_words`` words.
 
     Parameters
     ----------
@@ -79,12 +82,12 @@ def train_transformer_translation(run):
     config = TransformerConfig(
         vocab=len(SRC_VOCAB), tgt_vocab=len(TGT_VOCAB), d_model=run.d_model,
         n_heads=run.n_heads, d_ff=run.d_ff, n_layers=run.n_layers, norm=run.norm,
-        positions="sinusoidal")
+        positions=run.positions, dropout=run.dropout)
     model = EncoderDecoderTransformer(config, rng=rng_init)
 
     def batches():
         while True:  # fresh sentences; the sources of one batch have one length
-            length = int(rng_data.integers(2, 21))
+            length = int(rng_data.integers(2, run.max_words + 1))
             data = make_dataset(rng_data, run.batch, length, length)
             yield make_batch(data.src, data.tgt)
 
