@@ -268,7 +268,8 @@ def bahdanau_step() -> Figure:
     """One decoder step of Bahdanau et al.'s model (RNNsearch), as Chapter 4 writes it.
 
     The previous state ``s_{i-1}`` is the query: projected to ``q = s_{i-1} W_q``, it meets
-    every key ``k_j = h_j W_k`` in a score ``e_ij = w_v^T tanh(q + k_j)``; a softmax over ``j``
+    every key ``k_j = h_j W_k`` in a score ``e_ij = tanh(s_{i-1} W_q + h_j W_k) w_v``, that is
+    ``tanh(q + k_j) w_v`` (equation ``eq-ch4-decoder``, row vectors); a softmax over ``j``
     turns the scores into weights ``alpha_ij``; the context ``c_i`` is the weighted sum of the
     annotations ``h_j`` themselves; and the GRU makes the new state ``s_i`` from ``s_{i-1}`` and
     ``[E y_{i-1}; c_i]``.
