@@ -111,6 +111,24 @@ def test_renders_to_svg_and_pdf_and_leaves_no_pyplot_figure(case):
     assert plt.get_fignums() == before
 
 
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_renders_twice_in_the_books_style_without_a_layout_warning(name):
+    # The book's style turns constrained layout on; a diagram places its marks by hand and must
+    # not fall back to it when savefig resets the layout engine after the first rendering, as a
+    # notebook does when it renders a figure more than once (matplotlib then warns that there
+    # are no gridspecs with layoutgrids).
+    import warnings
+
+    function, kwargs, _, _ = CASES[name]
+    with matplotlib.rc_context():
+        style.use()
+        fig = function(**kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            for _ in range(2):
+                fig.savefig(io.BytesIO(), format="svg", bbox_inches="tight")
+
+
 def _colours(artist) -> list[tuple[str, tuple[float, float, float, float]]]:
     """The (kind, RGBA) colours an artist paints with; fully transparent ones are skipped."""
     found = []

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib import rc_context
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from attnbook import style
@@ -97,7 +98,13 @@ class _Canvas:
     """A figure whose data coordinates are inches from its lower-left corner."""
 
     def __init__(self, width: float, height: float):
-        self.fig = Figure(figsize=(width, height), facecolor=PAPER)
+        # The axes fill the figure and every mark is placed by hand, so the figure gets a layout
+        # engine that does nothing. Without one (layout=None) matplotlib falls back to the
+        # style's constrained layout whenever it resets the engine, as savefig does after
+        # drawing, and constrained layout then warns that it has no gridspec to lay out.
+        self.fig = Figure(figsize=(width, height), facecolor=PAPER,
+                          layout=PlaceHolderLayoutEngine(adjust_compatible=True,
+                                                         colorbar_gridspec=True))
         self.ax = self.fig.add_axes((0, 0, 1, 1))
         self.ax.set_xlim(0, width)
         self.ax.set_ylim(0, height)
@@ -268,7 +275,8 @@ def bahdanau_step() -> Figure:
     """One decoder step of Bahdanau et al.'s model (RNNsearch), as Chapter 4 writes it.
 
     The previous state ``s_{i-1}`` is the query: projected to ``q = s_{i-1} W_q``, it meets
-    every key ``k_j = h_j W_k`` in a score ``e_ij = w_v^T tanh(q + k_j)``; a softmax over ``j``
+    every key ``k_j = h_j W_k`` in a score ``e_ij = tanh(s_{i-1} W_q + h_j W_k) w_v``, that is
+    ``tanh(q + k_j) w_v`` (equation ``eq-ch4-decoder``, row vectors); a softmax over ``j``
     turns the scores into weights ``alpha_ij``; the context ``c_i`` is the weighted sum of the
     annotations ``h_j`` themselves; and the GRU makes the new state ``s_i`` from ``s_{i-1}`` and
     ``[E y_{i-1}; c_i]``.
