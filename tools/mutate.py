@@ -156,7 +156,7 @@ def is_cosmetic(original: str, mutant: str) -> bool:
     mutmut changes one node, so the tokens that differ are what is left after removing the
     longest common prefix and suffix.
     """
-    a, b = _tokens(original)[1:], _tokens(mutant)[1:]  # [1:]: skip the differing def name
+    a, b = _tokens(original)[2:], _tokens(mutant)[2:]  # [2:]: skip "def" and the differing name
     i = 0
     while i < min(len(a), len(b)) and a[i] == b[i]:
         i += 1
@@ -314,10 +314,14 @@ def main() -> None:
     plan = classify(modules, args.sample, args.seed)
     (WORK / "plan.json").write_text(json.dumps(plan))
     chosen = [e["name"] for m in plan.values() for e in m["entries"] if e["run"]]
+    if args.reuse:  # run only what has no result yet
+        done = {k for m in plan for k, code in load_meta(m).items() if code is not None}
+        chosen = [name for name in chosen if name not in done]
     print(f"{sum(len(m['entries']) for m in plan.values())} mutants generated, "
           f"{len(chosen)} behavioural mutants to run", flush=True)
     # 3. run them
-    mutmut("run", "--max-children", str(args.max_children), *chosen, check=False)
+    if chosen:
+        mutmut("run", "--max-children", str(args.max_children), *chosen, check=False)
     # 4. report
     report(plan)
 
