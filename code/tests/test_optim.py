@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from attnbook import Tensor
@@ -120,6 +120,7 @@ def test_schedules():
 
 
 @given(st.sampled_from([16, 64, 512]), st.integers(1, 50), st.floats(0.1, 10.0))
+@example(16, 1, 1.0)  # the smallest warm-up allowed
 def test_vaswani_follows_the_papers_formula_for_any_warmup(d_model, warmup, scale):
     # The formula of Vaswani et al. (2017), eq. (3), written out independently; warmup = 1 (no
     # warm-up at all) is allowed. Mutation testing (MUTATION.md) found ``warmup < 2`` surviving.
@@ -131,6 +132,7 @@ def test_vaswani_follows_the_papers_formula_for_any_warmup(d_model, warmup, scal
 
 @given(st.floats(1e-4, 1.0), st.integers(0, 20), st.integers(1, 60), st.floats(0.0, 1e-4),
        st.sampled_from(["warmup_linear", "warmup_cosine"]))
+@example(1e-3, 0, 1, 0.0, "warmup_linear")  # the shortest run allowed: total = max(warmup, 1)
 def test_warmup_schedules_follow_their_formulas(peak, warmup, decay, final, kind):
     # Independent definitions: linear warm-up peak * t / warmup for t <= warmup, then a linear
     # or half-cosine path from peak to final over the remaining updates, final after total.
@@ -147,6 +149,7 @@ def test_warmup_schedules_follow_their_formulas(peak, warmup, decay, final, kind
             expected = peak + (final - peak) * shape
         assert s(t) == pytest.approx(expected, rel=1e-12, abs=1e-15), t
     assert s(total) == pytest.approx(final, abs=1e-15)
+    assert getattr(optim, kind)(peak, warmup=warmup, total=total)(total) == pytest.approx(0.0, abs=1e-15)
 
 
 @pytest.mark.parametrize("kind", ["bogus", "cosine", "Constant", ""])
