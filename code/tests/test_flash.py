@@ -215,6 +215,21 @@ def test_flash_keeps_float32(rng):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 
+@given(st.lists(st.floats(-3.0, 3.0), min_size=2, max_size=6), seeds, block_sizes)
+def test_flash_is_stable_when_query_rows_have_very_different_scales(log_scales, seed, block_size):
+    # Each query row is scaled by 10**s, so rows' scores differ by up to ~1e6: the running
+    # maximum must be taken per row. A maximum over the whole tile (mutation testing,
+    # MUTATION.md) makes exp underflow to 0 in the small rows and returns NaN.
+    rng = np.random.default_rng(seed)
+    T_k, d = 7, 4
+    q = rng.standard_normal((len(log_scales), d)) * 10.0 ** np.array(log_scales)[:, None]
+    k, v = rng.standard_normal((T_k, d)), rng.standard_normal((T_k, 3))
+    out = flash_attention(q, k, v, block_size=block_size)
+    ref, _ = scaled_dot_product_attention(q, k, v)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, ref, rtol=1e-9, atol=1e-12)
+
+
 def peak_bytes(f):
     """Peak bytes that NumPy allocates (it reports to tracemalloc) while ``f`` runs."""
     tracemalloc.start()

@@ -56,3 +56,18 @@ def test_append_errors(rng):
     static.append(np.zeros((1, 2, 3, 4)), np.zeros((1, 2, 3, 4)))
     with pytest.raises(ValueError, match="already filled"):
         static.append(np.zeros((1, 2, 3, 4)), np.zeros((1, 2, 3, 4)))
+
+
+@pytest.mark.parametrize("lead", [(), (2,), (2, 3)])
+def test_append_takes_any_leading_axes_but_needs_heads_positions_features(rng, lead):
+    # (n_kv_heads, T, d) with no batch axis is valid; (T, d) has no head axis and is refused.
+    # Mutation testing (MUTATION.md) found ``k.ndim <= 3`` and a ``<``-check joined by ``and``
+    # surviving: neither boundary was tested.
+    cache = KVCache()
+    k, v = rng.standard_normal((*lead, 2, 3, 5)), rng.standard_normal((*lead, 2, 3, 6))
+    all_k, all_v = cache.append(k, v)
+    np.testing.assert_array_equal(all_k, k)
+    all_k, _ = cache.append(k[..., :1, :], v[..., :1, :])
+    assert all_k.shape == (*lead, 2, 4, 5) and len(cache) == 4
+    with pytest.raises(ValueError, match=r"\(\.\.\., n_kv_heads, T_new, d\)"):
+        KVCache().append(np.zeros((3, 4)), np.zeros((3, 4)))

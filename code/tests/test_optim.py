@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from attnbook import Tensor
 from attnbook.optim import (
@@ -115,6 +117,39 @@ def test_schedules():
     with pytest.raises(ValueError, match="total >= max\\(warmup, 1\\)"):
         warmup_linear(1.0, warmup=10, total=5)
     assert hash(warmup_linear(1.0, 1, 10)) == hash(warmup_linear(1.0, 1, 10))  # usable in a frozen config
+
+
+@given(st.sampled_from([16, 64, 512]), st.integers(1, 50), st.floats(0.1, 10.0))
+@example(16, 1, 1.0)  # the smallest warm-up allowed
+def test_vaswani_follows_the_papers_formula_for_any_warmup(d_model, warmup, scale):
+    # The formula of Vaswani et al. (2017), eq. (3), written out independently; warmup = 1 (no
+    # warm-up at all) is allowed. Mutation testing (MUTATION.md) found ``warmup < 2`` surviving.
+    s = vaswani(d_model, warmup=warmup, scale=scale)
+    for step in range(1, 3 * warmup + 2):
+        expected = scale * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+        assert s(step) == pytest.approx(expected, rel=1e-12)
+
+
+@given(st.floats(1e-4, 1.0), st.integers(0, 20), st.integers(1, 60), st.floats(0.0, 1e-4),
+       st.sampled_from(["warmup_linear", "warmup_cosine"]))
+@example(1e-3, 0, 1, 0.0, "warmup_linear")  # the shortest run allowed: total = max(warmup, 1)
+def test_warmup_schedules_follow_their_formulas(peak, warmup, decay, final, kind):
+    # Independent definitions: linear warm-up peak * t / warmup for t <= warmup, then a linear
+    # or half-cosine path from peak to final over the remaining updates, final after total.
+    import attnbook.optim as optim
+
+    total = warmup + decay
+    s = getattr(optim, kind)(peak, warmup=warmup, total=total, final=final)
+    for t in range(1, total + 5):
+        if t <= warmup:
+            expected = peak * t / warmup
+        else:
+            p = min(1.0, (t - warmup) / decay)
+            shape = p if kind == "warmup_linear" else (1 - math.cos(math.pi * p)) / 2
+            expected = peak + (final - peak) * shape
+        assert s(t) == pytest.approx(expected, rel=1e-12, abs=1e-15), t
+    assert s(total) == pytest.approx(final, abs=1e-15)
+    assert getattr(optim, kind)(peak, warmup=warmup, total=total)(total) == pytest.approx(0.0, abs=1e-15)
 
 
 @pytest.mark.parametrize("kind", ["bogus", "cosine", "Constant", ""])

@@ -103,6 +103,19 @@ def test_log_softmax_matches_log_of_softmax(rng):
     np.testing.assert_allclose(log_softmax(np.array([-2000.0, 0.0])), [-2000.0, 0.0])
 
 
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=3, min_side=2, max_side=4),
+                  elements=st.floats(-30, 30)), st.data())
+def test_log_softmax_normalises_along_the_axis_it_is_given(x, data):
+    # Found by mutation testing (MUTATION.md): dropping ``axis`` from log_softmax passed every
+    # test, which used the last axis or compared two paths sharing the same code.
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1), label="axis")
+    for t in (x, Tensor(x)):
+        y = log_softmax(t, axis=axis)
+        y = y.data if isinstance(y, Tensor) else y
+        np.testing.assert_allclose(y, np.log(naive_softmax(x, axis)), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(np.exp(y).sum(axis), 1.0, rtol=1e-12)
+
+
 def test_log_softmax_masked_entries_are_minus_infinity():
     y = log_softmax(np.array([[0.0, -np.inf, 0.0]]))
     np.testing.assert_allclose(y, [[np.log(0.5), -np.inf, np.log(0.5)]])
