@@ -472,6 +472,9 @@ def test_a_run_logs_no_console_error(chapter_runs):
 def test_trained_models_come_from_the_build(chapter_runs):
     loaded = [n for n, r in chapter_runs.items() if any("this page's build trained" in x for x in r["notes"])]
     untrained = [f"{n}: {x}" for n, r in chapter_runs.items() for x in r["notes"] if "No weights" in x]
+    assert not untrained, "models trained in the browser instead of loaded:\n" + "\n".join(untrained)
+    if not loaded and len(chapter_runs) < len(chapters()):
+        pytest.skip("the chapters selected (ATTNBOOK_LIVE_CHAPTERS) train no model")
     assert loaded, "no chapter loaded a model the build trained"
     assert not untrained, "models trained in the browser instead of loaded:\n" + "\n".join(untrained)
 
