@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -218,7 +219,11 @@ def test_every_download_runs_top_to_bottom_in_a_fresh_environment(tmp_path):
     assert chosen, "no chapter selected"
     venv = fresh_venv()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ATTNBOOK_", "PYTHON", "VIRTUAL_ENV"))}
-    env.update(ATTNBOOK_PIP_SPEC=str(ROOT / "code"), HOME=str(tmp_path / "home"),
+    # A copy of ./code: pip builds a wheel in the folder it installs from (build/, egg-info).
+    package = tmp_path / "code"
+    shutil.copytree(ROOT / "code", package, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__", "tests", ".hypothesis", ".pytest_cache"))
+    env.update(ATTNBOOK_PIP_SPEC=str(package), HOME=str(tmp_path / "home"),
                PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}")
     if os.environ.get("ATTNBOOK_NOTEBOOK_MODELS") == "fresh":
         env["ATTNBOOK_CACHE_DIR"] = str(tmp_path / "models")
