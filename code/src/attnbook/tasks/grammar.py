@@ -166,14 +166,10 @@ def lm_windows(ids, L, rng=None, n=None):
     Examples
     --------
     >>> x, y = lm_windows(np.arange(10), 3)
-    >>> x
-    array([[0, 1, 2],
-           [3, 4, 5],
-           [6, 7, 8]])
-    >>> y
-    array([[1, 2, 3],
-           [4, 5, 6],
-           [7, 8, 9]])
+    >>> x.tolist()
+    [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    >>> y.tolist()
+    [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
 
     See Also
     --------

@@ -111,8 +111,8 @@ def sequence_task(kind, rng, n, min_len=2, max_len=16, n_symbols=10) -> Sequence
     >>> data = sequence_task("sort", np.random.default_rng(0), n=1, min_len=5, max_len=5, n_symbols=3)
     >>> data.vocab.decode(data.src[0]), data.vocab.decode(data.tgt[0])
     (['2', '1', '1', '0', '0'], ['0', '0', '1', '1', '2'])
-    >>> data.align[0]
-    array([3, 4, 1, 2, 0])
+    >>> data.align[0].tolist()
+    [3, 4, 1, 2, 0]
 
     See Also
     --------
@@ -173,10 +173,10 @@ def decoder_only(src, tgt, sep_id=SEP, eos_id=EOS, pad_id=PAD):
     Examples
     --------
     >>> inputs, targets, loss_mask = decoder_only([np.array([5, 6])], [np.array([5, 6])])
-    >>> inputs
-    array([[5, 6, 3, 5, 6]])
-    >>> targets
-    array([[6, 3, 5, 6, 2]])
+    >>> inputs.tolist()
+    [[5, 6, 3, 5, 6]]
+    >>> targets.tolist()
+    [[6, 3, 5, 6, 2]]
     >>> loss_mask
     array([[False, False,  True,  True,  True]])
 

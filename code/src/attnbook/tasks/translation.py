@@ -223,8 +223,8 @@ def translate(words) -> tuple[list[str], np.ndarray]:
     >>> french, alignment = translate("the cat sat on the mat".split())
     >>> " ".join(french)
     'le chat était assis sur le tapis'
-    >>> alignment
-    array([0, 1, 2, 2, 3, 4, 5])
+    >>> alignment.tolist()
+    [0, 1, 2, 2, 3, 4, 5]
     >>> french, alignment = translate("the small black birds saw a white horse".split())
     >>> " ".join(french), alignment.tolist()
     ('les petits oiseaux noirs voyaient un cheval blanc', [0, 1, 3, 2, 4, 5, 7, 6])
@@ -388,8 +388,8 @@ def sample_pair(rng, min_len=2, max_len=20):
     'the black mice watched the chair'
     >>> " ".join(french)
     'les souris noires regardaient la chaise'
-    >>> alignment
-    array([0, 2, 1, 3, 4, 5])
+    >>> alignment.tolist()
+    [0, 2, 1, 3, 4, 5]
 
     See Also
     --------

@@ -46,8 +46,8 @@ class Vocab:
     >>> vocab = Vocab.from_words("the cat sat on the mat".split())
     >>> len(vocab)
     9
-    >>> vocab.encode(["the", "cat"])
-    array([8, 4])
+    >>> vocab.encode(["the", "cat"]).tolist()
+    [8, 4]
     >>> vocab.decode([1, 8, 4, 2, 5])
     ['the', 'cat']
 
@@ -154,8 +154,8 @@ class Vocab:
 
         Examples
         --------
-        >>> Vocab(("a", "b")).encode(["b", "a", "<eos>"])
-        array([5, 4, 2])
+        >>> Vocab(("a", "b")).encode(["b", "a", "<eos>"]).tolist()
+        [5, 4, 2]
 
         See Also
         --------
