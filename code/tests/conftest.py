@@ -1,8 +1,14 @@
-"""Shared test settings: one hypothesis profile for the whole package suite."""
+"""Shared test settings: one BLAS thread and one hypothesis profile for the whole package suite."""
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+from threadpoolctl import threadpool_limits
+
+# One BLAS thread, as the book's build runs (dev.py also sets OPENBLAS_NUM_THREADS=1): the
+# CPU-time budgets of the training tests assume it, and a plain `pytest code -n 2` on a
+# many-core default would spend CPU time on idle-spinning BLAS threads.
+_ONE_BLAS_THREAD = threadpool_limits(limits=1)
 
 # deadline=None: the first call of a NumPy routine can be slow and is not a failure.
 settings.register_profile(
