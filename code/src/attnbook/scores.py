@@ -96,7 +96,7 @@ def scaled_dot_score(q, k):
     See Also
     --------
     dot_score : the unscaled version.
-    Chapter 5, *Queries, keys, values*, derives the scale from the variance of q . k.
+    Chapter 2, *Alignment scores*, compares it with the other scores.
     """
     q, k = _queries_keys(q, k)
     # Scaling q (T_q x d_k) is cheaper than scaling the scores (T_q x T_k).

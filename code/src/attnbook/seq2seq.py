@@ -97,6 +97,7 @@ class Seq2SeqConfig:
     See Also
     --------
     Seq2Seq : the model it describes.
+    Chapter 1, *The bottleneck problem*, configures its models with it.
     """
 
     src_vocab: int
@@ -137,7 +138,6 @@ class Seq2SeqState:
     See Also
     --------
     Seq2Seq.step : consumes and returns it.
-    Chapter 4, *Learning to align and translate*, decodes step by step with it.
     """
 
     h: Tensor
@@ -201,9 +201,9 @@ class Seq2Seq(Module):
 
     See Also
     --------
-    Chapter 1, *The bottleneck problem*, trains the "none" model; Chapter 2, *Alignment
-    scores*, compares the scores; Chapter 4, *Learning to align and translate*, trains
-    the additive model and reads its alignments.
+    Chapter 1, *The bottleneck problem*, trains the "none" model.
+    Chapter 4, *Learning to align and translate*, trains the additive model and reads its
+    alignments.
     """
 
     def __init__(self, config, *, rng):

@@ -303,7 +303,7 @@ class TransformerState:
 
     See Also
     --------
-    attnbook.decoding : uses it. Chapter 9, *The cost of attention*, explains the cache.
+    attnbook.decoding : decodes with it.
     """
 
     tokens: np.ndarray
@@ -355,7 +355,7 @@ class EncoderDecoderTransformer(Module):
 
     See Also
     --------
-    Chapter 6, *Multi-head attention*, and Chapter 8, *The Transformer*, train it.
+    Chapter 8, *The Transformer*, trains it.
     """
 
     def __init__(self, config, *, rng):

@@ -114,7 +114,7 @@ class TranslationData:
 
     See Also
     --------
-    Chapter 4, *Learning to align and translate*, trains on it.
+    make_dataset : makes one.
     """
 
     src: list

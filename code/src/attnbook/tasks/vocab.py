@@ -53,7 +53,7 @@ class Vocab:
 
     See Also
     --------
-    Chapter 1, *The bottleneck problem*, turns sentences into ids with it.
+    attnbook.tokens : the special ids every vocabulary starts with.
     """
 
     words: tuple[str, ...]
