@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 __all__ = ["blas_threads", "Timing", "timing", "timings", "CLOCKS"]
 
-#: The clocks :func:`timing` can read: "cpu" is the CPU time of this process (other programs
+#: The clocks :func:`timing` can read. "cpu" is the CPU time of this process (other programs
 #: holding the processor do not count), "wall" the elapsed time (they do).
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
@@ -98,7 +98,7 @@ class Timing:
 
     @property
     def best(self):
-        """The shortest time per call: the least disturbed repeat."""
+        """The shortest time per call, the least disturbed repeat."""
         return min(self.times)
 
     @property

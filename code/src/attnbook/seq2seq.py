@@ -27,6 +27,7 @@ from .tokens import BOS
 
 __all__ = ["Seq2SeqConfig", "Seq2SeqState", "Seq2Seq", "ATTENTION_KINDS"]
 
+#: The values of the ``attention`` field of :class:`Seq2SeqConfig` (none, or one of the scores).
 ATTENTION_KINDS = ("none", "additive", "dot", "scaled_dot", "general", "bilinear", "cosine")
 
 

@@ -43,7 +43,10 @@ __all__ = [
     "TransformerState", "POSITIONS", "NORMS",
 ]
 
+#: The values of the ``positions`` field of :class:`TransformerConfig`.
 POSITIONS = ("none", "sinusoidal", "learned", "rope", "alibi")
+#: The values of the ``norm`` field of :class:`TransformerConfig`, layer norm after (post) or
+#: before (pre) each sublayer.
 NORMS = ("post", "pre")
 
 

@@ -20,6 +20,7 @@ from attnbook.tasks.vocab import EOS, PAD, SEP, SPECIALS, Vocab
 
 __all__ = ["SequenceData", "sequence_task", "symbol_vocab", "decoder_only", "KINDS"]
 
+#: The tasks :func:`sequence_task` can make.
 KINDS = ("copy", "reverse", "sort")
 
 

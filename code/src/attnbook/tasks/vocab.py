@@ -126,7 +126,7 @@ class Vocab:
 
     @property
     def tokens(self) -> tuple[str, ...]:
-        """All tokens in id order: the four specials, then the words."""
+        """All tokens in id order, the four specials first and then the words."""
         return SPECIALS + self.words
 
     def __len__(self) -> int:
