@@ -103,3 +103,38 @@ def test_the_repairs_are_still_needed(tmp_path):
     assert "unexpected indent" in unparsed.stderr, (
         "sphinx-codeautolink now parses indented code: remove repair 5 of _ext/attnbook_api.py\n"
         + unparsed.stderr)
+
+
+def test_ctrl_click_follows_a_link_in_live_code(built):
+    # Live code makes every code area editable, and a browser follows no link inside one: live.js
+    # follows a Ctrl+click on a name; a plain click only places the caret.
+    import time
+
+    pytest.importorskip("websockets", reason="the browser tests need websockets (requirements-test.txt)")
+    from tools import chromium
+
+    executable = chromium.find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found: install the Debian package chromium, or set CHROMIUM")
+    page = "book/02-alignment-scores.html"
+    with chromium.serve(HTML) as base, chromium.launch(executable) as browser:
+        tab = browser.new_tab(base)
+        tab.enable()
+        tab.open(f"{base}/{page}")
+        where = tab.evaluate("""(async () => {
+          for (let i = 0; i < 50 && !document.querySelector('pre[contenteditable]'); i++)
+            await new Promise(r => setTimeout(r, 100));
+          const a = document.querySelector('div.cell .cell_input pre[contenteditable] a.sphinx-codeautolink-a');
+          if (!a) return null;
+          a.scrollIntoView({block: 'center'});
+          const r = a.getBoundingClientRect();
+          return {x: r.x + r.width / 2, y: r.y + r.height / 2, href: a.href};
+        })()""")
+        assert where, f"{page}: no linked name in an editable code cell"
+        for modifiers, expected in ((0, f"{base}/{page}"), (2, where["href"])):  # 2: Ctrl
+            for kind in ("mousePressed", "mouseReleased"):
+                tab.call("Input.dispatchMouseEvent", {"type": kind, "x": where["x"], "y": where["y"],
+                                                      "button": "left", "clickCount": 1,
+                                                      "modifiers": modifiers})
+            time.sleep(1.0)
+            assert tab.evaluate("location.href") == expected, f"click with modifiers {modifiers}"
