@@ -107,7 +107,8 @@ class HookRun:
 def test_cached_loads_the_builds_weights_through_the_manifest(runner, monkeypatch, tmp_path):
     sys.path.insert(0, str(ROOT / "_ext" / "live"))
     import weights
-    from attnbook.train import History, cached
+    from attnbook.cache import cached
+    from attnbook.train import History
     from attnbook.nn import Linear
 
     class HookModel(Linear):
@@ -137,9 +138,9 @@ def test_cached_loads_the_builds_weights_through_the_manifest(runner, monkeypatc
     monkeypatch.setattr(runner, "_fetch", fetch)
     monkeypatch.setattr(runner, "MANIFEST_URL", "http://site/_live/models/manifest.json?v=1")
     monkeypatch.setattr(runner, "MODELS", "http://site/_live/models/")
-    module = sys.modules["attnbook.train"]
+    module = sys.modules["attnbook.cache"]
     monkeypatch.setitem(module.cached.__globals__, "cache_key", module.cached.__globals__["cache_key"])
-    assert runner.install_model_hook() == "attnbook.train"
+    assert runner.install_model_hook() == "attnbook.cache"
     # A different interpreter would compute a different key: make sure it is not the same here.
     monkeypatch.setitem(module.cached.__globals__, "blas_threads", lambda: 999)
     loaded, history = cached(HookRun(), train)                        # the browser loads
