@@ -17,12 +17,13 @@ import pytest
 
 from conftest import HTML, ROOT
 
-LINK = re.compile(r'<a href="([^"]*api\.html#[^"]+)"[^>]*class="sphinx-codeautolink-a"')
+LINK = re.compile(r'<a [^>]*class="sphinx-codeautolink-a"[^>]*>')
+HREF = re.compile(r'href="([^"]*api\.html#[^"]+)"')
 
 
 def links(page: str) -> set[str]:
     html = (HTML / "book" / f"{page}.html").read_text(encoding="utf-8")
-    return {href.rpartition("#")[2] for href in LINK.findall(html)}
+    return {m.group(1).rpartition("#")[2] for tag in LINK.findall(html) if (m := HREF.search(tag))}
 
 
 @pytest.fixture(scope="module")
