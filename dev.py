@@ -154,7 +154,9 @@ def cmd_test(args) -> None:
                MALLOC_MMAP_THRESHOLD_="67108864", MALLOC_TRIM_THRESHOLD_="268435456",
                PYTHONPATH=os.pathsep.join(
                    filter(None, [str(ROOT / "tests" / "tools"), os.environ.get("PYTHONPATH")])))
-    say("1/3 package tests (code/tests, with doctests), two processes (pytest-xdist)")
+    say("1/3 the package's import contracts (.importlinter), then its tests (code/tests, with "
+        "doctests), two processes (pytest-xdist)")
+    run(BIN / "lint-imports", env=env)
     run(PYTHON, *PYTEST, *PACKAGE_TESTS, env=env)
     say("2/3 strict book build: zero warnings, no cell errors, no unresolved references")
     start = time.perf_counter()

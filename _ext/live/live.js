@@ -64,6 +64,16 @@
           runCell(index);
         }
       });
+      // Names in the code link to the API reference (sphinx-codeautolink), but a browser does
+      // not follow a link inside an editable area: Ctrl+click (Cmd+click) follows it, as in a
+      // code editor; a plain click places the caret.
+      pre.addEventListener("click", (event) => {
+        const link = event.target.closest ? event.target.closest("a[href]") : null;
+        if (link && pre.contains(link) && (event.ctrlKey || event.metaKey)) {
+          event.preventDefault();
+          window.location.assign(link.href);
+        }
+      });
       view.editor = pre;
       const controls = document.createElement("div");
       controls.className = "live-controls";

@@ -40,3 +40,14 @@ def test_every_module_with_examples_is_collected_once():
     assert len(expected) > 10, "the scan found too few modules: is SOURCES right?"
     missing = {m for m in expected if not any(c == m or c.startswith(m + ".") for c in collected)}
     assert not missing, f"examples never collected: {sorted(missing)}"
+
+
+def test_no_test_turns_an_import_error_of_the_package_into_a_skip():
+    # pytest.importorskip("attnbook...") would report a broken package as a skipped test.
+    repo = CODE.parent
+    pattern = re.compile(r"importorskip\(\s*['\"](attnbook|book_recipes)\b")
+    files = [p for folder in (CODE / "tests", repo / "tests", repo / "bench") if folder.is_dir()
+             for p in sorted(folder.rglob("*.py")) if p.resolve() != Path(__file__).resolve()]
+    assert len(files) > 20, "the scan found too few test files: are the folders right?"
+    offenders = [str(p.relative_to(repo)) for p in files if pattern.search(p.read_text(encoding="utf-8"))]
+    assert not offenders, f"{offenders} skip when the package fails to import: import it plainly"

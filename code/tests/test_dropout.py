@@ -44,7 +44,10 @@ def test_dropout_keeps_the_expectation(seed, p):
     kept = y != 0.0
     np.testing.assert_allclose(y[kept], np.broadcast_to(x, (n, 5))[kept] / (1 - p), rtol=1e-15)
     standard_error = np.abs(x) * np.sqrt(p / (1 - p) / n)
-    assert np.all(np.abs(y.mean(axis=0) - x) <= 6 * standard_error + 1e-10 * np.abs(x))  # + rounding
+    # For p so small that n * p << 1 the normal bound fails: a single drop (p = 3.8e-8, seed
+    # 138) moves the mean by |x| / n, 36 standard errors. Allow two such drops.
+    rare = 2 * np.abs(x) / ((1 - p) * n)
+    assert np.all(np.abs(y.mean(axis=0) - x) <= 6 * standard_error + rare + 1e-10 * np.abs(x))
     assert abs(kept.mean() - (1 - p)) <= 6 * np.sqrt(p * (1 - p) / kept.size) + 1e-12
 
 

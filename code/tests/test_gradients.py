@@ -158,7 +158,7 @@ MODULES = [f"attnbook.{m}" for m in (
     "positions", "flash")]
 
 
-def test_every_public_function_has_an_example_and_a_chapter():
+def test_every_public_function_has_an_example():
     checked = 0
     for name in attnbook.__all__:
         obj = getattr(attnbook, name)
@@ -167,5 +167,5 @@ def test_every_public_function_has_an_example_and_a_chapter():
         checked += 1
         doc = obj.__doc__ or ""
         assert ">>>" in doc, f"{name} has no doctested example"
-        assert "See Also" in doc, f"{name} has no See Also section"
+        # Its See Also and the chapter it names: tests/test_api.py (which reads book/).
     assert checked >= 20, f"only {checked} public functions matched MODULES: is the filter right?"

@@ -103,7 +103,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
     --------
     multi_head_attention : several of these in parallel on projections.
     flash_attention : the same output, computed block by block.
-    Chapter 5, *Queries, keys, values*, derives this.
+    Chapter 5, *Queries, keys, values: scaled dot-product attention*, derives this.
     """
     q, k, v = _inputs((q, k, v), ("q", "k", "v"))
     check_same_width(q, k)
@@ -377,8 +377,9 @@ def multi_head_attention(query, key, value, W_q, W_k, W_v, W_o, n_heads, *,
     --------
     scaled_dot_product_attention : what each head computes.
     split_heads, merge_heads : the reshapes in between.
-    Chapter 6, *Multi-head attention*, builds this step by step; Chapter 7, *Where am I?*,
-    adds RoPE; Chapter 9, *The cost of attention*, the cache and grouped-query attention.
+    Chapter 6, *Multi-head attention*, builds this step by step.
+    Chapter 7, *Where am I? Positional information*, adds RoPE.
+    Chapter 8, *The Transformer*, builds its blocks on it.
     """
     n_heads = check_positive_int(n_heads, "n_heads")
     n_kv_heads = _kv_heads(n_heads, n_kv_heads)

@@ -108,7 +108,7 @@ def pad(seqs, pad_id=PAD):
 
     See Also
     --------
-    Chapter 1, *The bottleneck problem*, batches its sentences with it.
+    Chapter 2, *Alignment scores*, pads its sentences with it.
     """
     if not isinstance(seqs, (list, tuple)) or not seqs:
         raise ValueError(
@@ -147,7 +147,7 @@ class Batch:
 
     See Also
     --------
-    Chapter 4, *Learning to align and translate*, trains on these batches.
+    make_batch : builds one.
     """
 
     src: np.ndarray

@@ -80,7 +80,6 @@ def cache_dir():
     See Also
     --------
     cached : stores models there.
-    Chapter 1, *The bottleneck problem*, trains its models through the cache.
     """
     return Path(os.environ.get("ATTNBOOK_CACHE_DIR") or Path.home() / ".cache" / "attnbook")
 
@@ -116,7 +115,6 @@ def cache_key(config, fn=None):
     See Also
     --------
     cached : uses it.
-    Chapter 1, *The bottleneck problem*, trains its models through the cache.
     """
     if not (dataclasses.is_dataclass(config) and not isinstance(config, type)
             and type(config).__dataclass_params__.frozen):

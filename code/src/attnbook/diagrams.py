@@ -201,6 +201,7 @@ def encoder_decoder() -> Figure:
     See Also
     --------
     bahdanau_step : the decoder with attention (Chapter 4), which has no bottleneck.
+    Chapter 1, *The bottleneck problem*, is the chapter it is drawn for.
 
     Notes
     -----
@@ -289,6 +290,7 @@ def bahdanau_step() -> Figure:
     See Also
     --------
     encoder_decoder : the model without attention (Chapter 1).
+    Chapter 4, *Learning to align and translate*, is the chapter it is drawn for.
 
     Notes
     -----
@@ -414,6 +416,8 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     See Also
     --------
     attnbook.scaled_dot_product_attention : the function drawn here (Chapter 5).
+    Chapter 5, *Queries, keys, values: scaled dot-product attention*, is the chapter it is
+    drawn for.
 
     Notes
     -----
@@ -543,6 +547,7 @@ def multi_head_attention(n_heads: int = 3) -> Figure:
     See Also
     --------
     attnbook.multi_head_attention : the function drawn here (Chapter 6).
+    Chapter 6, *Multi-head attention*, is the chapter it is drawn for.
 
     Notes
     -----
@@ -723,6 +728,7 @@ def transformer_blocks(norm: str = "post") -> Figure:
     See Also
     --------
     multi_head_attention : the attention inside every block (Chapter 6).
+    Chapter 8, *The Transformer*, is the chapter it is drawn for.
 
     Notes
     -----
@@ -843,6 +849,7 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
     See Also
     --------
     attnbook.flash_attention : the loop drawn here (Chapter 9).
+    Chapter 9, *The cost of attention*, is the chapter it is drawn for.
 
     Notes
     -----

@@ -50,7 +50,6 @@ def dropout(x, p, *, rng, training=True):
     See Also
     --------
     attnbook.nn.Dropout : the layer, switched off by ``eval()``.
-    Chapter 8, *The Transformer*, uses it where the paper does.
     """
     p = check_dropout_p(p)
     check_rng(rng)

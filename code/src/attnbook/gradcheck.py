@@ -60,7 +60,7 @@ def gradcheck(f, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4):
     See Also
     --------
     Tensor : the autograd it checks.
-    Chapter 5, *Queries, keys, values*, uses it to check the gradients it derives.
+    Chapter 5, *Queries, keys, values: scaled dot-product attention*, uses it to check the gradients it derives.
     """
     tensors = [x if isinstance(x, Tensor) else Tensor(x, requires_grad=True) for x in inputs]
     checked = [i for i, t in enumerate(tensors) if t.requires_grad]

@@ -123,7 +123,7 @@ def gru_layer(x, h0, W_x, W_h, b_x, b_h, mask=None, reverse=False):
 
     See Also
     --------
-    Chapter 1, *The bottleneck problem*, reads sentences with it.
+    GRUCell : holds the weights and reads a batch with it.
     """
     X = _data(x)
     Wx, Wh, bx, bh = _data(W_x), _data(W_h), _data(b_x), _data(b_h)
@@ -204,7 +204,7 @@ def gru_cell(inputs, h, W_x, W_h, b_x, b_h):
 
     See Also
     --------
-    Chapter 4, *Learning to align and translate*, steps its decoder with it.
+    gru_layer : the whole sequence in one node.
     """
     xs = [_data(x) for x in inputs]
     X = xs[0] if len(xs) == 1 else np.concatenate(xs, axis=-1)  # (B, d_in)
@@ -279,7 +279,7 @@ class BiGRUEncoder(Module):
 
     See Also
     --------
-    Chapter 4, *Learning to align and translate*, explains why both directions help.
+    attnbook.seq2seq.Seq2Seq : encodes its source with it.
     """
 
     def __init__(self, d_in, hidden, *, rng):

@@ -42,7 +42,7 @@ def uniform(rng, shape, bound):
 
     See Also
     --------
-    Chapter 4, *Learning to align and translate*, discusses initialisation.
+    fan_in_uniform : the bound set from the layer's size.
     """
     check_rng(rng)
     return Tensor(rng.uniform(-bound, bound, size=shape), requires_grad=True)
@@ -70,7 +70,7 @@ def fan_in_uniform(rng, shape, fan_in=None):
 
     See Also
     --------
-    Chapter 4, *Learning to align and translate*, discusses initialisation.
+    attnbook.nn.Linear : initialised this way.
     """
     fan_in = shape[0] if fan_in is None else fan_in
     return uniform(rng, shape, 1.0 / math.sqrt(fan_in))
@@ -95,7 +95,7 @@ def xavier_uniform(rng, shape):
 
     See Also
     --------
-    Chapter 8, *The Transformer*, initialises its projections this way.
+    fan_in_uniform : the bound from the input size alone.
     """
     return uniform(rng, shape, math.sqrt(6.0 / (shape[0] + shape[1])))
 
@@ -127,7 +127,6 @@ def normal(rng, shape, std):
     See Also
     --------
     attnbook.nn.Embedding : initialised this way.
-    Chapter 8, *The Transformer*, initialises its embeddings this way.
     """
     check_rng(rng)
     return Tensor(rng.normal(0.0, std, size=shape), requires_grad=True)
@@ -152,7 +151,6 @@ def zeros(shape):
     See Also
     --------
     attnbook.nn.Linear : its bias.
-    Chapter 8, *The Transformer*, starts layer norm's shift and the attention biases here.
     """
     return Tensor(np.zeros(shape), requires_grad=True)
 
@@ -176,6 +174,5 @@ def ones(shape):
     See Also
     --------
     attnbook.nn.LayerNorm : its scale.
-    Chapter 8, *The Transformer*, starts layer norm's scale here.
     """
     return Tensor(np.ones(shape), requires_grad=True)

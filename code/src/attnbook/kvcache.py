@@ -48,8 +48,7 @@ class KVCache:
     See Also
     --------
     attnbook.multi_head_attention : fills and reads it.
-    Chapter 8, *The Transformer*, decodes with it; Chapter 9, *The cost of attention*,
-    counts what it saves and what grouped-query attention saves on it.
+    Chapter 8, *The Transformer*, decodes with it.
     """
 
     __slots__ = ("k", "v", "static")

@@ -134,7 +134,7 @@ def exact_match(preds, refs) -> float:
 
     See Also
     --------
-    Chapter 7, *Where am I? Positional information*, scores copying at unseen lengths with it.
+    Chapter 4, *Learning to align and translate*, scores whole translations with it.
     """
     preds, refs = _paired(preds, refs, ("preds", "refs"))
     return sum(p == r for p, r in zip(preds, refs)) / len(refs)

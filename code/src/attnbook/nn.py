@@ -50,7 +50,7 @@ class Module:
 
     See Also
     --------
-    Chapter 4, *Learning to align and translate*, builds its model from these.
+    Chapter 6, *Multi-head attention*, builds its one-block model from these.
     """
 
     training = True  # a class default: subclasses need not call Module.__init__
@@ -167,7 +167,7 @@ class Linear(Module):
 
     See Also
     --------
-    Chapter 5, *Queries, keys, values*, writes projections as ``X W^Q``.
+    Chapter 6, *Multi-head attention*, projects its embeddings with it.
     """
 
     def __init__(self, d_in, d_out, *, rng, bias=True):
@@ -199,7 +199,7 @@ class Embedding(Module):
 
     See Also
     --------
-    Chapter 1, *The bottleneck problem*, turns word ids into vectors with it.
+    Chapter 6, *Multi-head attention*, turns the ids of its lookup task into vectors with it.
     """
 
     def __init__(self, n, d, *, rng, std=1.0):
@@ -235,7 +235,7 @@ class LayerNorm(Module):
 
     See Also
     --------
-    Chapter 8, *The Transformer*, places it before (pre-LN) or after (post-LN) each sublayer.
+    Chapter 6, *Multi-head attention*, normalises its one-block model with it.
     """
 
     def __init__(self, d, eps=1e-5):
@@ -290,8 +290,7 @@ class MultiHeadAttention(Module):
 
     See Also
     --------
-    Chapter 6, *Multi-head attention*, builds it; Chapter 9, *The cost of attention*,
-    shares its keys and values between heads.
+    Chapter 6, *Multi-head attention*, builds it and counts its parameters.
     """
 
     def __init__(self, d_model, n_heads, n_kv_heads=None, *, rng, rope=False, rope_base=10000.0):
@@ -407,7 +406,7 @@ class Dropout(Module):
 
     See Also
     --------
-    Chapter 8, *The Transformer*, applies it where the paper does.
+    attnbook.dropout.dropout : the function it applies.
     """
 
     def __init__(self, p, *, rng):
@@ -443,7 +442,6 @@ def evaluating(model):
     See Also
     --------
     Module.eval : switches without restoring.
-    Chapter 8, *The Transformer*, trains with dropout and decodes without it.
     """
     if not isinstance(model, Module):
         yield model

@@ -211,7 +211,7 @@ def clip_grad_norm(params, max_norm):
 
     See Also
     --------
-    Chapter 4, *Learning to align and translate*, clips recurrent gradients with it.
+    attnbook.train.fit : clips every step with it.
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be positive, got {max_norm}; 1.0 is a common choice.")
@@ -247,7 +247,7 @@ class Schedule:
 
     See Also
     --------
-    Chapter 8, *The Transformer*, plots the schedules.
+    constant, vaswani, warmup_linear, warmup_cosine : the schedules by name.
     """
 
     kind: str
@@ -295,7 +295,7 @@ def constant(lr):
 
     See Also
     --------
-    Chapter 1, *The bottleneck problem*, trains at a constant rate first.
+    warmup_linear : the schedule the chapters train with.
     """
     _check_schedule(lr, 0)
     return Schedule("constant", lr)
@@ -351,7 +351,7 @@ def warmup_cosine(peak, warmup, total, final=0.0):
 
     See Also
     --------
-    Chapter 8, *The Transformer*, compares it with the paper's schedule.
+    vaswani : the paper's schedule.
     """
     _check_schedule(peak, warmup, total)
     return Schedule("warmup_cosine", peak, warmup, total, final)

@@ -43,7 +43,7 @@ def sinusoidal_positions(T, d):
     See Also
     --------
     apply_rope : rotates queries and keys instead.
-    Chapter 7, *Where am I?*, shows that a shift by k is a fixed rotation.
+    Chapter 7, *Where am I? Positional information*, shows that a shift by k is a fixed rotation.
     """
     T = check_positive_int(T, "T")
     d = check_positive_int(d, "d")
@@ -87,7 +87,7 @@ def alibi_slopes(n_heads):
     See Also
     --------
     alibi_bias : the bias built from them.
-    Chapter 7, *Where am I?*, trains with them.
+    Chapter 7, *Where am I? Positional information*, trains with them.
     """
     n_heads = check_positive_int(n_heads, "n_heads")
 
@@ -134,7 +134,7 @@ def alibi_bias(n_heads, T_q, T_k=None):
     See Also
     --------
     alibi_slopes : the slopes.
-    Chapter 7, *Where am I?*, extrapolates with it.
+    Chapter 7, *Where am I? Positional information*, extrapolates with it.
     """
     slopes = alibi_slopes(n_heads)
     T_q = check_positive_int(T_q, "T_q")
@@ -180,7 +180,7 @@ def apply_rope(x, positions=None, base=10000.0):
     See Also
     --------
     sinusoidal_positions : the additive alternative.
-    Chapter 7, *Where am I?*, proves the offset property.
+    Chapter 7, *Where am I? Positional information*, proves the offset property.
     """
     x = as_input(x, "x")
     check_ndim(x, "x", 2, "(..., T, d)")

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 __all__ = ["blas_threads", "Timing", "timing", "timings", "CLOCKS"]
 
-#: The clocks :func:`timing` can read: "cpu" is the CPU time of this process (other programs
+#: The clocks :func:`timing` can read. "cpu" is the CPU time of this process (other programs
 #: holding the processor do not count), "wall" the elapsed time (they do).
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
@@ -51,7 +51,6 @@ def blas_threads():
     timing : pins the count while it measures.
     attnbook.cache.cache_key : includes it, since the thread count changes training
         trajectories.
-    Chapter 9, *The cost of attention*, times attention on one thread.
     """
     counts = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
     return max(counts, default=1)
@@ -90,7 +89,6 @@ class Timing:
     See Also
     --------
     timing : makes one.
-    Chapter 9, *The cost of attention*, reports its timings this way.
     """
 
     times: tuple
@@ -100,7 +98,7 @@ class Timing:
 
     @property
     def best(self):
-        """The shortest time per call: the least disturbed repeat."""
+        """The shortest time per call, the least disturbed repeat."""
         return min(self.times)
 
     @property
@@ -203,7 +201,6 @@ def timings(fns, *, repeat=5, number=None, clock="cpu", threads=1, min_seconds=0
     See Also
     --------
     timing : one function.
-    Chapter 2, *Alignment scores*, times the scores side by side.
     """
     if not isinstance(fns, Mapping) or not fns:
         raise ValueError("fns must be a non-empty dict of name -> function of no arguments.")
@@ -264,7 +261,6 @@ def timing(fn, *, repeat=5, number=None, clock="cpu", threads=1, min_seconds=0.0
     See Also
     --------
     timings : several functions, measured side by side.
-    Chapter 9, *The cost of attention*, times attention with it.
     """
     return timings({"fn": fn}, repeat=repeat, number=number, clock=clock, threads=threads,
                    min_seconds=min_seconds)["fn"]

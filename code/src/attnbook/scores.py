@@ -37,7 +37,7 @@ def _matrix(W, name, rows, cols_name, ndim=2):
 
 
 def dot_score(q, k):
-    """Dot-product score ``q . k`` of every query with every key.
+    """Dot-product score ``q @ k`` of every query with every key.
 
     Parameters
     ----------
@@ -69,7 +69,7 @@ def dot_score(q, k):
 
 
 def scaled_dot_score(q, k):
-    """Scaled dot-product score ``q . k / sqrt(d_k)``.
+    """Scaled dot-product score ``q @ k / sqrt(d_k)``.
 
     The scale keeps the scores' variance near 1 whatever the width, so the softmax does
     not saturate for wide vectors.
@@ -96,7 +96,7 @@ def scaled_dot_score(q, k):
     See Also
     --------
     dot_score : the unscaled version.
-    Chapter 5, *Queries, keys, values*, derives the scale from the variance of q . k.
+    Chapter 2, *Alignment scores*, compares it with the other scores.
     """
     q, k = _queries_keys(q, k)
     # Scaling q (T_q x d_k) is cheaper than scaling the scores (T_q x T_k).
@@ -144,7 +144,7 @@ def general_score(q, k, W):
 
 
 def additive_score(q, k, W_q, W_k, w_v):
-    """Bahdanau's additive score ``w_v . tanh(q W_q + k W_k)``: a one-hidden-layer MLP.
+    """Bahdanau's additive score ``w_v @ tanh(q W_q + k W_k)``: a one-hidden-layer MLP.
 
     Parameters
     ----------
@@ -193,7 +193,7 @@ def additive_score(q, k, W_q, W_k, w_v):
 
 
 def cosine_score(q, k):
-    """Cosine similarity ``q . k / (|q| |k|)``: the dot product without the lengths.
+    """Cosine similarity ``q @ k / (|q| |k|)``: the dot product without the lengths.
 
     Parameters
     ----------

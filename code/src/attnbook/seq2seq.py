@@ -27,6 +27,7 @@ from .tokens import BOS
 
 __all__ = ["Seq2SeqConfig", "Seq2SeqState", "Seq2Seq", "ATTENTION_KINDS"]
 
+#: The values of the ``attention`` field of :class:`Seq2SeqConfig` (none, or one of the scores).
 ATTENTION_KINDS = ("none", "additive", "dot", "scaled_dot", "general", "bilinear", "cosine")
 
 
@@ -97,6 +98,7 @@ class Seq2SeqConfig:
     See Also
     --------
     Seq2Seq : the model it describes.
+    Chapter 1, *The bottleneck problem*, configures its models with it.
     """
 
     src_vocab: int
@@ -137,7 +139,6 @@ class Seq2SeqState:
     See Also
     --------
     Seq2Seq.step : consumes and returns it.
-    Chapter 4, *Learning to align and translate*, decodes step by step with it.
     """
 
     h: Tensor
@@ -201,9 +202,9 @@ class Seq2Seq(Module):
 
     See Also
     --------
-    Chapter 1, *The bottleneck problem*, trains the "none" model; Chapter 2, *Alignment
-    scores*, compares the scores; Chapter 4, *Learning to align and translate*, trains
-    the additive model and reads its alignments.
+    Chapter 1, *The bottleneck problem*, trains the "none" model.
+    Chapter 4, *Learning to align and translate*, trains the additive model and reads its
+    alignments.
     """
 
     def __init__(self, config, *, rng):

@@ -67,8 +67,9 @@ def softmax(x, axis=-1):
     See Also
     --------
     log_softmax : its logarithm, computed stably.
-    Chapter 2, *Alignment scores*, introduces it; Chapter 5, *Queries, keys, values*,
-    derives its gradient ``y * (g - sum(g * y))``.
+    Chapter 3, *Context vectors*, turns scores into weights with it.
+    Chapter 5, *Queries, keys, values: scaled dot-product attention*, derives its gradient
+    ``y * (g - sum(g * y))``.
     """
     x = as_input(x, "x")
     _check_logits(x, axis)
@@ -108,7 +109,6 @@ def log_softmax(x, axis=-1):
     See Also
     --------
     softmax : the probabilities themselves.
-    Chapter 4, *Learning to align and translate*, trains with it.
     """
     x = as_input(x, "x")
     _check_logits(x, axis)

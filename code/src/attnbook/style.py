@@ -75,6 +75,11 @@ def use() -> None:
     >>> style.use()
     >>> plt.rcParams["axes.spines.top"]
     False
+
+    See Also
+    --------
+    COLORS : the palette, one colour per role.
+    Chapter 1, *The bottleneck problem*, and every chapter after it draw with it.
     """
     import matplotlib.pyplot as plt
 

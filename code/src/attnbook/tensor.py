@@ -63,6 +63,7 @@ class no_grad:
     See Also
     --------
     Tensor : the array that records the graph.
+    Chapter 1, *The bottleneck problem*, evaluates its models with it.
     """
 
     __slots__ = ("_previous",)
@@ -260,6 +261,8 @@ class Tensor:
     --------
     no_grad : record no graph.
     gradcheck : check these gradients against finite differences.
+    Chapter 5, *Queries, keys, values: scaled dot-product attention*, checks its hand-derived
+    gradients with it.
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_prev", "_backward", "_op")
@@ -673,7 +676,6 @@ def concatenate(tensors, axis=0):
     See Also
     --------
     stack : join along a new axis.
-    Chapter 4, *Learning to align and translate*, concatenates the decoder's inputs.
     """
     tensors = [_as_tensor(t) for t in tensors]
     splits = np.cumsum([t.shape[axis] for t in tensors])[:-1]
@@ -706,7 +708,6 @@ def stack(tensors, axis=0):
     See Also
     --------
     concatenate : join along an existing axis.
-    Chapter 4, *Learning to align and translate*, stacks the decoder's steps.
     """
     tensors = [_as_tensor(t) for t in tensors]
     out = np.stack([t.data for t in tensors], axis=axis)
@@ -738,7 +739,7 @@ def where(cond, a, b):
 
     See Also
     --------
-    Chapter 5, *Queries, keys, values*, masks scores with it before the softmax.
+    attnbook.ops.masked_fill : masks attention scores with it.
     """
     cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
     a, b = _as_tensor(a), _as_tensor(b)

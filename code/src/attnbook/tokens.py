@@ -13,5 +13,13 @@ from __future__ import annotations
 
 __all__ = ["PAD", "BOS", "EOS", "SEP", "SPECIALS"]
 
-PAD, BOS, EOS, SEP = 0, 1, 2, 3
+#: Padding, which fills short sequences; masks and losses skip it.
+PAD = 0
+#: Beginning of sequence, the first input of every decoder.
+BOS = 1
+#: End of sequence, the last target of every sequence.
+EOS = 2
+#: Separator between question and answer in decoder-only tasks.
+SEP = 3
+#: The written forms of the special tokens, in id order (``SPECIALS[BOS] == "<bos>"``).
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<sep>")

@@ -48,7 +48,6 @@ class History:
     See Also
     --------
     fit : fills it.
-    Chapter 1, *The bottleneck problem*, reads its scores.
     """
 
     losses: list = field(default_factory=list)
@@ -135,7 +134,7 @@ def fit(model, batches, loss_fn, optimizer, steps, *, schedule=None, clip=None, 
     See Also
     --------
     attnbook.cache.cached : train once per build.
-    Chapter 4, *Learning to align and translate*, trains its models with it.
+    Chapter 6, *Multi-head attention*, trains its one-block model with it.
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")

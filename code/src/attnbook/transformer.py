@@ -43,7 +43,10 @@ __all__ = [
     "TransformerState", "POSITIONS", "NORMS",
 ]
 
+#: The values of the ``positions`` field of :class:`TransformerConfig`.
 POSITIONS = ("none", "sinusoidal", "learned", "rope", "alibi")
+#: The values of the ``norm`` field of :class:`TransformerConfig`, layer norm after (post) or
+#: before (pre) each sublayer.
 NORMS = ("post", "pre")
 
 
@@ -303,7 +306,7 @@ class TransformerState:
 
     See Also
     --------
-    attnbook.decoding : uses it. Chapter 9, *The cost of attention*, explains the cache.
+    attnbook.decoding : decodes with it.
     """
 
     tokens: np.ndarray
@@ -355,7 +358,7 @@ class EncoderDecoderTransformer(Module):
 
     See Also
     --------
-    Chapter 6, *Multi-head attention*, and Chapter 8, *The Transformer*, train it.
+    Chapter 8, *The Transformer*, trains it.
     """
 
     def __init__(self, config, *, rng):

@@ -34,6 +34,7 @@ _NOUN_FORMS = (tuple(_NOUNS), tuple(_NOUNS.values()))
 _P_PLURAL, _P_ADJ, _P_SUBJ_PP, _P_SUBJ_AND, _P_TRANSITIVE, _P_VP_PP, _P_CLAUSE_AND = (
     0.5, 0.3, 0.25, 0.15, 0.5, 0.3, 0.2)
 
+#: The vocabulary of :func:`grammar_corpus` (special tokens, nouns, adjectives, prepositions).
 GRAMMAR_VOCAB = Vocab.from_words(
     [w for pair in _NOUNS.items() for w in pair] + list(_ADJECTIVES) + list(_PREPOSITIONS)
     + [w for pair in _INTRANSITIVE + _TRANSITIVE for w in pair] + ["the", "a", "some", "and", "."]

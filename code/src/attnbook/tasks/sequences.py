@@ -20,6 +20,7 @@ from attnbook.tasks.vocab import EOS, PAD, SEP, SPECIALS, Vocab
 
 __all__ = ["SequenceData", "sequence_task", "symbol_vocab", "decoder_only", "KINDS"]
 
+#: The tasks :func:`sequence_task` can make.
 KINDS = ("copy", "reverse", "sort")
 
 
@@ -38,7 +39,7 @@ class SequenceData:
 
     See Also
     --------
-    Chapter 7, *Where am I? Positional information*, trains the copy task on it.
+    sequence_task : makes one.
     """
 
     src: list
@@ -75,7 +76,7 @@ def symbol_vocab(n_symbols: int) -> Vocab:
 
     See Also
     --------
-    Chapter 7, *Where am I? Positional information*, uses its ids.
+    sequence_task : builds its data with it.
     """
     if not isinstance(n_symbols, (int, np.integer)) or n_symbols < 1:
         raise ValueError(f"n_symbols must be a positive integer, got {n_symbols!r}")

@@ -29,6 +29,7 @@ from attnbook.tasks.vocab import Vocab
 __all__ = ["TranslationData", "sample_pair", "make_dataset", "translate",
            "SRC_VOCAB", "TGT_VOCAB", "LEXICON", "MAX_LEN"]
 
+#: The longest source sentence, in words, that :func:`sample_pair` makes.
 MAX_LEN = 60
 
 # noun -> (English plural, French singular, French plural, gender)
@@ -96,7 +97,9 @@ def _build_lexicon():
 
 LEXICON = _build_lexicon()
 """English word -> every French form it can translate to (read-only)."""
+#: The English vocabulary, the special tokens and then every word of :data:`LEXICON`.
 SRC_VOCAB = Vocab.from_words(LEXICON)
+#: The French vocabulary, the special tokens and then every form :data:`LEXICON` can give.
 TGT_VOCAB = Vocab.from_words(f for forms in LEXICON.values() for f in forms)
 
 
@@ -114,7 +117,7 @@ class TranslationData:
 
     See Also
     --------
-    Chapter 4, *Learning to align and translate*, trains on it.
+    make_dataset : makes one.
     """
 
     src: list

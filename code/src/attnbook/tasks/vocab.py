@@ -53,7 +53,7 @@ class Vocab:
 
     See Also
     --------
-    Chapter 1, *The bottleneck problem*, turns sentences into ids with it.
+    attnbook.tokens : the special ids every vocabulary starts with.
     """
 
     words: tuple[str, ...]
@@ -126,7 +126,7 @@ class Vocab:
 
     @property
     def tokens(self) -> tuple[str, ...]:
-        """All tokens in id order: the four specials, then the words."""
+        """All tokens in id order, the four specials first and then the words."""
         return SPECIALS + self.words
 
     def __len__(self) -> int:
