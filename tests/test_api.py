@@ -33,7 +33,6 @@ UNTAUGHT = {
     # the autograd's machinery: the chapters use Tensor, no_grad and gradcheck, and NumPy's own
     # concatenate/stack/where on arrays
     "attnbook.tensor.is_grad_enabled": "the switch no_grad sets",
-    "attnbook.tensor.node": "how the package defines an operation; chapters show its effect",
     "attnbook.tensor.requires_grad": "used inside backward functions",
     "attnbook.tensor.concatenate": "the chapters join arrays with np.concatenate",
     "attnbook.tensor.stack": "the chapters join arrays with np.stack",
@@ -42,7 +41,6 @@ UNTAUGHT = {
     "attnbook.ops.is_tensor": "dispatch helper of every function that takes ndarray or Tensor",
     "attnbook.ops.any_tensor": "dispatch helper of every function that takes ndarray or Tensor",
     "attnbook.ops.add_into": "the in-place add of the ndarray path of the attention functions",
-    "attnbook.ops.masked_fill": "the masking primitive of scaled_dot_product_attention",
     "attnbook.ops.exp": "dispatch primitive (the chapters call np.exp)",
     "attnbook.ops.log": "dispatch primitive (the chapters call np.log)",
     "attnbook.ops.tanh": "dispatch primitive (the chapters call np.tanh)",
@@ -59,9 +57,6 @@ UNTAUGHT = {
     "attnbook.init.normal": "initialiser inside the layers",
     "attnbook.init.zeros": "initialiser inside the layers",
     "attnbook.init.ones": "initialiser inside the layers",
-    "attnbook.dropout.dropout": "inside nn.Dropout, set by a model's configuration",
-    "attnbook.nn.Dropout": "inside the Transformer's blocks, set by its configuration",
-    "attnbook.nn.evaluating": "used by decoding and book_recipes",
     "attnbook.gru.gru_layer": "inside GRUCell (Chapter 1 shows its step, _step_forward)",
     "attnbook.gru.gru_cell": "inside Seq2Seq's decoder",
     "attnbook.gru.BiGRUEncoder": "inside Seq2Seq",
@@ -80,8 +75,6 @@ UNTAUGHT = {
     "attnbook.cache.cache_dir": "inside cached",
     "attnbook.runtime.blas_threads": "inside timing",
     "attnbook.runtime.Timing": "what timing returns",
-    "attnbook.runtime.timing": "the chapters time with their own loops",
-    "attnbook.runtime.timings": "the chapters time with their own loops",
     # data: the chapters call the task builders, not the containers
     "attnbook.batching.Batch": "what make_batch returns",
     "attnbook.tasks.vocab.Vocab": "the tasks' vocabularies are instances",

@@ -50,6 +50,7 @@ def dropout(x, p, *, rng, training=True):
     See Also
     --------
     attnbook.nn.Dropout : the layer, switched off by ``eval()``.
+    Chapter 8, *The Transformer*, explains dropout and measures it.
     """
     p = check_dropout_p(p)
     check_rng(rng)

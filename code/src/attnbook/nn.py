@@ -407,6 +407,7 @@ class Dropout(Module):
     See Also
     --------
     attnbook.dropout.dropout : the function it applies.
+    Chapter 8, *The Transformer*, puts it where the paper does.
     """
 
     def __init__(self, p, *, rng):
@@ -442,6 +443,7 @@ def evaluating(model):
     See Also
     --------
     Module.eval : switches without restoring.
+    Chapter 8, *The Transformer*, evaluates its translators with it.
     """
     if not isinstance(model, Module):
         yield model

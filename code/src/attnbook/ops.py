@@ -142,6 +142,7 @@ def masked_fill(scores, mask, inplace=False):
     See Also
     --------
     attnbook.where : the Tensor form it calls.
+    Chapter 5, *Queries, keys, values: scaled dot-product attention*, on the numerics of masking.
     """
     if isinstance(scores, Tensor):
         return _t.where(mask, scores, -np.inf)

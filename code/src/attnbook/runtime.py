@@ -201,6 +201,7 @@ def timings(fns, *, repeat=5, number=None, clock="cpu", threads=1, min_seconds=0
     See Also
     --------
     timing : one function.
+    Chapter 2, *Alignment scores*, times the scores side by side.
     """
     if not isinstance(fns, Mapping) or not fns:
         raise ValueError("fns must be a non-empty dict of name -> function of no arguments.")
@@ -261,6 +262,7 @@ def timing(fn, *, repeat=5, number=None, clock="cpu", threads=1, min_seconds=0.0
     See Also
     --------
     timings : several functions, measured side by side.
+    Chapter 9, *The cost of attention*, times attention with it.
     """
     return timings({"fn": fn}, repeat=repeat, number=number, clock=clock, threads=threads,
                    min_seconds=min_seconds)["fn"]

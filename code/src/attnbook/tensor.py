@@ -151,6 +151,7 @@ def node(data, parents, backward, op="fused"):
     See Also
     --------
     gradcheck : check a hand-written backward pass against finite differences.
+    Chapter 3, *Context vectors*, writes the context vector's backward pass with it.
     """
     # The one place that decides whether an operation is recorded.
     if not _grad_enabled:
