@@ -20,12 +20,16 @@ class Page:
     images: list[dict[str, str]] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
+    # Text outside docstring examples (``div.doctest``, the API page's ``>>>`` blocks, which may
+    # show an expected traceback on purpose).
+    text_outside_examples: list[str] = field(default_factory=list)
 
 
 class _Collector(HTMLParser):
     def __init__(self, page: Page):
         super().__init__(convert_charrefs=True)
         self.page = page
+        self.divs: list[bool] = []  # for each open div: is it a docstring example?
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -40,9 +44,17 @@ class _Collector(HTMLParser):
             self.page.images.append({"src": a.get("src") or "", "alt": a.get("alt")})
         if a.get("class"):
             self.page.classes.append(a["class"])
+        if tag == "div":
+            self.divs.append("doctest" in (a.get("class") or "").split())
+
+    def handle_endtag(self, tag):
+        if tag == "div" and self.divs:
+            self.divs.pop()
 
     def handle_data(self, data):
         self.page.text.append(data)
+        if not any(self.divs):
+            self.page.text_outside_examples.append(data)
 
 
 def parse(path: Path) -> Page:

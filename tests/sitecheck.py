@@ -53,7 +53,7 @@ def error_outputs(pages: dict[Path, Page], root: Path) -> list[str]:
     """Pages that show a traceback, an error, or text written to stderr."""
     bad = []
     for path, page in pages.items():
-        if "Traceback (most recent call last)" in "".join(page.text):
+        if "Traceback (most recent call last)" in "".join(page.text_outside_examples):
             bad.append(f"{path.relative_to(root)}: a traceback")
         for cls in page.classes:
             words = set(cls.split())

@@ -78,6 +78,30 @@ def test_glue_records_and_displays(runner):
     assert messages(runner, "value") == [{"text": "[1, 2]"}]
 
 
+def test_ipython_display_works_where_ipython_is_missing(runner, monkeypatch):
+    """The browser has no IPython; chapters show their diagrams with IPython.display.display."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ipython(name, *args, **kwargs):
+        if (name == "IPython" or name.startswith("IPython.")) and name not in sys.modules:
+            raise ImportError("no IPython here, as in Pyodide")
+        return real_import(name, *args, **kwargs)
+
+    for name in [m for m in sys.modules if m == "IPython" or m.startswith("IPython.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(builtins, "__import__", no_ipython)
+    runner._install_ipython_display()
+    assert runner.run("import matplotlib.pyplot as plt\nfrom IPython.display import display\n"
+                      "fig, ax = plt.subplots()\nax.set_xlabel('step')\nplt.close(fig)\n"
+                      "display(fig, 42)", 6, "cell 6")
+    assert len(messages(runner, "image")) == 1 and messages(runner, "value") == [{"text": "42"}]
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    for name in ("IPython", "IPython.display"):  # the real ones, if any, come back at teardown
+        sys.modules.pop(name, None)
+
+
 def test_only_asserts_on_measured_times_are_relaxed(runner):
     notes = lambda: messages(runner, "note")  # noqa: E731
     # A name written by a statement that read a clock is measured...

@@ -86,6 +86,29 @@ def glue(name: str, variable, display: bool = True) -> None:
         _show(variable)
 
 
+def display(*objs, **kwargs) -> None:
+    """Stand-in for ``IPython.display.display``: show each object as the notebook would."""
+    for obj in objs:
+        _show(obj)
+
+
+def _install_ipython_display() -> None:
+    """Give pages an ``IPython.display.display`` where IPython is missing (the browser)."""
+    try:
+        import IPython.display  # noqa: F401  (a real IPython wins)
+        return
+    except ImportError:
+        pass
+    package = types.ModuleType("IPython")
+    package.__path__ = []  # a package, so that ``import IPython.display`` finds the submodule
+    module = types.ModuleType("IPython.display")
+    module.display = display
+    module.__doc__ = "Stand-in for IPython.display in the browser: display() shows figures and reprs."
+    package.display = module
+    sys.modules["IPython"] = package
+    sys.modules["IPython.display"] = module
+
+
 def _install_myst_nb() -> None:
     module = types.ModuleType("myst_nb")
     module.glue = glue
@@ -368,6 +391,7 @@ def setup(send, base: str, models: str) -> str:
 
     plt.show = lambda *args, **kwargs: _flush_figures()
     _install_myst_nb()
+    _install_ipython_display()
     patched = install_model_hook()
     import numpy
 
