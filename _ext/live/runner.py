@@ -105,6 +105,7 @@ def _install_ipython_display() -> None:
     module.display = display
     module.__doc__ = "Stand-in for IPython.display in the browser: display() shows figures and reprs."
     package.display = module
+    package.get_ipython = lambda: None  # matplotlib asks when IPython is imported: no shell here
     sys.modules["IPython"] = package
     sys.modules["IPython.display"] = module
 
