@@ -66,21 +66,23 @@ TRAINING_MODULES = ["init", "kvcache", "nn", "dropout", "gru", "seq2seq", "trans
                     "optim", "decoding", "train", "cache", "runtime"]
 
 
+def own_public_callables(module):
+    """(name, object) for each name in ``module.__all__`` that is callable and defined there."""
+    return [(public, obj) for public in module.__all__
+            if callable(obj := getattr(module, public))
+            and getattr(obj, "__module__", "") == module.__name__]
+
+
 @pytest.mark.parametrize("name", TRAINING_MODULES)
 def test_public_names_have_examples(name):
     import importlib
 
     module = importlib.import_module(f"attnbook.{name}")
-    checked = 0
-    for public in module.__all__:
-        obj = getattr(module, public)
-        if not callable(obj) or getattr(obj, "__module__", "") != module.__name__:
-            continue
-        checked += 1
-        doc = obj.__doc__ or ""
-        assert ">>>" in doc, f"{name}.{public} has no doctested example"
+    defined = own_public_callables(module)
+    for public, obj in defined:
+        assert ">>>" in (obj.__doc__ or ""), f"{name}.{public} has no doctested example"
         # Its See Also and the chapter it names: tests/test_api.py (which reads book/).
-    assert checked > 0, f"attnbook.{name} defines none of its public names"
+    assert defined, f"attnbook.{name} defines none of its public names"
 
 
 # attnbook's public names: tests/test_api.py checks that the chapter each names exists and uses it.
@@ -91,14 +93,10 @@ def test_public_names_name_the_chapter_that_teaches_them(module_name):
     import re
 
     module = importlib.import_module(module_name)
-    checked = 0
-    for public in module.__all__:
-        obj = getattr(module, public)
-        if not callable(obj) or getattr(obj, "__module__", "") != module.__name__:
-            continue
-        checked += 1
+    defined = own_public_callables(module)
+    for public, obj in defined:
         doc = obj.__doc__ or ""
         assert ">>>" in doc, f"{module_name}.{public} has no doctested example"
         see_also = doc.partition("See Also")[2]
         assert re.search(r"Chapter \d, \*[^*]+\*", see_also), f"{module_name}.{public} names no chapter"
-    assert checked > 0
+    assert defined, f"{module_name} defines none of its public names"
