@@ -18,21 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import MYST_NOTEBOOK_HEADER, ROOT
 
 pytestmark = pytest.mark.slow
 
-PAGE = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
+PAGE = MYST_NOTEBOOK_HEADER + """\
 
 # {title}
 

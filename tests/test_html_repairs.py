@@ -19,24 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HTML, ROOT
+from conftest import HTML, MYST_NOTEBOOK_HEADER, ROOT
 
 CONF = """\
 extensions = ["myst_nb", "sphinx_thebe"{more}]
 nb_execution_mode = "off"
 thebe_config = {{}}
 """
-INDEX = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
+INDEX = MYST_NOTEBOOK_HEADER + """\
 
 # A notebook page
 
