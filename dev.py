@@ -162,8 +162,24 @@ def cmd_test(args) -> None:
     start = time.perf_counter()
     jupyter_book(*STRICT)
     say(f"book built in {time.perf_counter() - start:.0f} s")
-    say("3/3 checks of the built site, the build machinery and the workflows (tests/)")
-    run(PYTHON, *PYTEST, "tests", env=env)
+    say("3/3 checks of the built site, the build machinery and the workflows (tests/); the PDF "
+        "edition's checks (tests/test_pdf.py) need TeX Live and run in  python3 dev.py pdf  and "
+        "the weekly workflow")
+    run(PYTHON, *PYTEST, "tests", "--ignore", "tests/test_pdf.py", env=env)
+
+
+def cmd_pdf(args) -> None:
+    """Build the PDF edition strictly and run its checks (needs xelatex, latexmk, pdftotext)."""
+    ensure_env(["requirements-test.txt"])
+    missing = [tool for tool in ("xelatex", "latexmk", "pdftotext") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(f"{', '.join(missing)} not found: install TeX Live and poppler-utils as "
+                 ".github/workflows/weekly.yml does (job pdf), then run this again")
+    start = time.perf_counter()
+    jupyter_book("--builder", "pdflatex", *STRICT)
+    say(f"PDF built in {time.perf_counter() - start:.0f} s: _build/latex/attention-executed.pdf")
+    run(PYTHON, *PYTEST, "tests/test_pdf.py",
+        env=dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT / "tests" / "tools")))
 
 
 def cmd_serve(args) -> None:
@@ -192,6 +208,8 @@ def main() -> None:
     book.add_argument("--strict", action="store_true", help="fail on any warning (as the tests do)")
     book.set_defaults(func=cmd_book)
     sub.add_parser("test", help="set up and run every test").set_defaults(func=cmd_test)
+    sub.add_parser("pdf", help="build the PDF edition and run its checks (needs TeX Live)"
+                   ).set_defaults(func=cmd_pdf)
     serve = sub.add_parser("serve", help="serve _build/html on localhost")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve)

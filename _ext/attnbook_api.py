@@ -187,6 +187,10 @@ def preface_removed_imports(app: Sphinx, doctree: nodes.document) -> None:
     """Repair 6 of the module docstring."""
     if "sphinx_codeautolink" not in app.extensions:
         return
+    if app.builder.name not in ("html", "dirhtml"):
+        # codeautolink reads (and removes) its markers only for HTML; a marker left in a LaTeX
+        # doctree cannot be copied (PrefaceMarker.copy drops its level) and loses the chapter.
+        return
     try:
         from myst_nb.core.read import create_nb_reader
         from sphinx_codeautolink.extension.directive import PrefaceMarker

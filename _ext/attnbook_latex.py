@@ -107,6 +107,12 @@ class BibliographyOnce(SphinxPostTransform):
                                                                             nodes.citation)))):
                 continue  # the bibliography is still here: keep the chapter
             start.parent.remove(start)
+            # Links to the page ({doc}`bibliography`) now lead to the bibliography at the end.
+            for bibliography in self.document.findall(thebibliography):
+                bibliography.parent.insert(
+                    bibliography.parent.index(bibliography),
+                    _raw("\\phantomsection\\label{\\detokenize{%s::doc}}\n" % docname))
+                break
 
 
 class ProofsAsInBooks(SphinxPostTransform):
