@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import shutil
 import textwrap
 import types
 from dataclasses import dataclass
@@ -461,3 +462,35 @@ def test_the_lock_is_released_after_a_failed_training(tmp_path):
     (lock,) = tmp_path.glob("*.lock")
     with open(lock) as handle:  # would block (here: raise) if the failed run still held it
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_drawing_modules_change_no_trained_result(tmp_path, monkeypatch):
+    """Editing a diagram or the style keeps the sources digest; editing anything else changes it."""
+    package = tmp_path / "attnbook"
+    shutil.copytree(_fingerprint._PACKAGE, package,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    monkeypatch.setattr(_fingerprint, "_PACKAGE", package)
+    before = _fingerprint.sources_digest()
+    for name in _fingerprint.DRAWING_ONLY:
+        with open(package / name, "a") as f:
+            f.write("\n# an edited figure\n")
+    assert _fingerprint.sources_digest() == before
+    for name in ("attention.py", "tasks/translation.py"):
+        with open(package / name, "a") as f:
+            f.write("\n# an edited computation\n")
+        edited = _fingerprint.sources_digest()
+        assert edited != before, f"editing {name} must change the digest"
+        before = edited
+
+
+def test_drawing_modules_are_forbidden_to_everything_that_trains():
+    """The reason the digest may leave them out: .importlinter forbids the imports."""
+    import configparser
+
+    contracts = configparser.ConfigParser()
+    contracts.read(Path(__file__).resolve().parents[2] / ".importlinter")
+    for section in ("importlinter:contract:no-data-in-models", "importlinter:contract:data"):
+        forbidden = contracts[section]["forbidden_modules"].split()
+        for name in _fingerprint.DRAWING_ONLY:
+            if name.endswith(".py"):
+                assert f"attnbook.{name[:-3]}" in forbidden, (section, name)

@@ -37,10 +37,19 @@ _C_CALLABLES = (types.BuiltinFunctionType, types.MethodDescriptorType, types.Wra
                 types.ClassMethodDescriptorType, np.ufunc)
 
 
+# Drawing only: the import contracts (.importlinter, "no-data-in-models" and "data") forbid every
+# module that defines data, models, training or decoding to import them, so they cannot change a
+# trained result; editing a figure's style or a diagram re-executes the pages (the execution
+# cache hashes every file) but retrains nothing.
+DRAWING_ONLY = ("diagrams.py", "style.py", "attnbook.mplstyle")
+
+
 def sources_digest():
-    """Hash of every file of the attnbook package (code, data files, style sheets)."""
+    """Hash of every file of the attnbook package (code, data files) but ``DRAWING_ONLY``."""
     h = hashlib.sha256()
     for path in sorted(_PACKAGE.rglob("*")):
+        if path.parent == _PACKAGE and path.name in DRAWING_ONLY:
+            continue
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             h.update(str(path.relative_to(_PACKAGE)).encode())
             h.update(path.read_bytes())

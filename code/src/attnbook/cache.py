@@ -190,7 +190,9 @@ def cached(config, build_and_train_fn, directory=None):
       arrays (by dtype, shape and contents), tuples, lists, dicts and sets of these, dataclass
       instances (by class and fields), ``functools.partial`` objects;
     - anything of attnbook (its functions, classes, modules and module-level objects such as
-      ``SRC_VOCAB``): by the digest of attnbook's source files;
+      ``SRC_VOCAB``): by the digest of attnbook's source files, all but the drawing modules
+      ``diagrams`` and ``style``, which no module that trains or decodes may import (the import
+      contracts of ``.importlinter``): editing a figure retrains nothing;
     - anything of an installed library (in site-packages) or of the standard library: by its
       name and the library's version (the standard library's by Python's).
 
