@@ -419,3 +419,40 @@ def test_no_equation_reference_in_double_parentheses():
         text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
         doubled += [f"{page.relative_to(HTML)}: {m}" for m in re.findall(r"\(\(\d+\.\d+\)\)", text)]
     assert not doubled, "\n".join(doubled)
+
+
+LANDING = r"""(async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
+  await document.fonts.ready;
+  const target = document.getElementById(%s);
+  target.scrollIntoView({block: "start"});
+  await new Promise(r => setTimeout(r, 300));
+  const r = target.getBoundingClientRect();
+  // What a reader sees a little below the target's top edge, across its width.
+  const xs = [0.25, 0.5, 0.75].map(f => r.left + f * r.width);
+  const hits = xs.map(x => document.elementFromPoint(x, r.top + 4));
+  return {top: r.top, covered: hits.filter(el => el && !target.contains(el))
+                                  .map(el => el.className || el.tagName)};
+})()"""
+
+
+@pytest.mark.parametrize("width", list(VIEWPORTS))
+def test_a_link_to_a_figure_lands_with_the_figure_in_view(width):
+    """Following a link to a figure shows the figure, not the header or the live-code bar over it."""
+    tools = browser_tools()
+    executable = tools.find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium found: install the Debian package chromium, or set CHROMIUM")
+    page = HTML / "book" / "01-bottleneck.html"
+    figure_id = "fig-ch1-bottleneck"
+    assert f'id="{figure_id}"' in page.read_text(encoding="utf-8"), "the test's figure is gone: pick another"
+    w, h, ratio, mobile = VIEWPORTS[width]
+    with tools.serve(HTML) as base, tools.launch(executable) as browser:
+        tab = browser.new_tab(base)
+        tab.call("Emulation.setDeviceMetricsOverride",
+                 {"width": w, "height": h, "deviceScaleFactor": ratio, "mobile": mobile})
+        tab.open(f"{base}/book/01-bottleneck.html")
+        landed = tab.evaluate(LANDING % json.dumps(figure_id), timeout=60)
+    assert not landed["covered"], (
+        f"at {width} width the figure's top is under {landed['covered']}: give link targets a "
+        "scroll-margin-top as tall as what sticks to the top of the screen (_ext/live/live.css)")
