@@ -57,7 +57,7 @@ CASES = {
         r"\MultiHead(H, H, H)", r"\MultiHead(Y, Y, Y)", r"\MultiHead(Y, H, H)", r"\FFN(H)",
         r"\FFN(Y)", r"\LayerNorm", r"\sqrt{d_{\text{model}}}\, E_{\text{src}}[x] + P",
         r"\sqrt{d_{\text{model}}}\, E_{\text{tgt}}[y] + P",
-        r"\softmax(Y W_{\text{out}} + \vec b_{\text{out}})", "post-LN", "pre-LN", "causal",
+        r"\softmax(Y W^{\text{out}} + \vec b^{\text{out}})", "post-LN", "pre-LN", "causal",
         "padding", "residual"]),
     "flash_tiling": (diagrams.flash_tiling, {}, "09-cost.md", [
         r"O_i", r"B_r \times B_c", r"\ell", r"\tilde{O}", "fast memory", "slow memory"]),

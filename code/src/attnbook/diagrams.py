@@ -645,7 +645,7 @@ def multi_head_attention(n_heads: int = 3) -> Figure:
     return cv.fig
 
 
-def _mask_icon(cv: _Canvas, x: float, y: float, kind: str, n: int = 4, cell: float = 0.06):
+def _mask_icon(cv: _Canvas, x: float, y: float, kind: str, n: int = 4, cell: float = 0.08):
     """A tiny n x n mask, upper-left corner at (x, y): causal or source padding."""
     keep = np.tril(np.ones((n, n), dtype=bool)) if kind == "causal" else np.ones((n, n), bool)
     if kind == "padding":
@@ -669,7 +669,7 @@ def _sublayer(cv: _Canvas, x: float, y: float, label: str, kind: str, norm: str,
         cv.arrow((x, y_in), (x, y_in + 0.14))
         cv.box(x, y_in + 0.29, ln_width, 0.3, r"$\mathrm{LayerNorm}$", size=SMALL)
         y_in += 0.44
-    half = 0.28 if mask else 0.18  # half the box's height
+    half = 0.33 if mask else 0.18  # half the box's height
     y_box = y_in + 0.2 + half
     if kind == "ffn":
         cv.arrow((x, y_in), (x, y_box - half))
@@ -681,9 +681,9 @@ def _sublayer(cv: _Canvas, x: float, y: float, label: str, kind: str, norm: str,
             cv.arrow((x + dx, y_in), (x + dx, y_box - half), role=role, lw=1.6)
     cv.box(x, y_box, width, 2 * half, None)
     if mask:
-        cv.text(x, y_box + 0.12, label, size=SMALL)
-        cv.text(x - 0.7, y_box - 0.13, f"{mask} mask", size=SMALL, ha="left")
-        _mask_icon(cv, x + 0.46, y_box - 0.01, mask)
+        cv.text(x, y_box + 0.15, label, size=SMALL)
+        cv.text(x - 0.7, y_box - 0.14, f"{mask} mask", size=SMALL, ha="left")
+        _mask_icon(cv, x + 0.44, y_box + 0.02, mask)
     else:
         cv.text(x, y_box, label, size=SMALL)
     y_add = y_box + half + 0.25
@@ -702,12 +702,13 @@ def _sublayer(cv: _Canvas, x: float, y: float, label: str, kind: str, norm: str,
 def transformer_blocks(norm: str = "post") -> Figure:
     """The Transformer's encoder and decoder blocks, with post-LN beside pre-LN (Chapter 8).
 
-    Left: one encoder block (self-attention under the source padding mask, feed-forward) and
-    one decoder block (self-attention under the causal mask, cross-attention whose keys and
+    Above: one encoder block (self-attention under the source padding mask, feed-forward) and
+    beside it one decoder block (self-attention under the causal mask, cross-attention whose keys and
     values come from the encoder's output ``H``, feed-forward), each sublayer wrapped in a
     residual connection and a layer normalisation placed as ``norm`` says; each block is
-    repeated ``N`` times. Right: one sublayer in both placements, post-LN
-    ``LayerNorm(x + Sublayer(x))`` beside pre-LN ``x + Sublayer(LayerNorm(x))``.
+    repeated ``N`` times. Below: one sublayer in both placements, post-LN
+    ``LayerNorm(x + Sublayer(x))`` beside pre-LN ``x + Sublayer(LayerNorm(x))``. The diagram
+    is narrow so that its text stays readable on a phone, where a figure spans the screen.
 
     Parameters
     ----------
@@ -718,7 +719,7 @@ def transformer_blocks(norm: str = "post") -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        A 6.4 x 5.5 inch diagram (5.9 inches tall for pre-LN).
+        A 4.45 x 8.9 inch diagram (9.4 inches tall for pre-LN).
 
     Raises
     ------
@@ -739,10 +740,10 @@ def transformer_blocks(norm: str = "post") -> Figure:
     Suggested caption and alt text, for the ``mystnb`` metadata of the chapter's figure cell::
 
         caption: >-
-          The encoder block (left) and decoder block (middle) of the Transformer, post-LN as
+          The encoder block (left) and decoder block (right) of the Transformer, post-LN as
           in the paper, each repeated $N$ times; the arrows into each attention carry its
           queries (blue), keys (orange) and values (green), and the small grids are the
-          masks (grey: masked). Right: one sublayer with its residual connection, post-LN
+          masks (grey: masked). Below: one sublayer with its residual connection, post-LN
           beside pre-LN; pre-LN leaves the residual path untouched and adds one LayerNorm
           after the last block.
         alt: >-
@@ -752,7 +753,7 @@ def transformer_blocks(norm: str = "post") -> Figure:
           goes to the decoder. The decoder block: target embeddings plus positions,
           MultiHead of Y, Y, Y under a causal mask, add and LayerNorm, MultiHead of Y, H, H
           whose keys and values come from H under the padding mask, add and LayerNorm, FFN,
-          add and LayerNorm, then a softmax over the vocabulary. On the right, post-LN
+          add and LayerNorm, then a softmax over the vocabulary. Below them, post-LN
           applies LayerNorm after the addition; pre-LN applies it to the sublayer's input,
           off the residual path.
 
@@ -764,15 +765,28 @@ def transformer_blocks(norm: str = "post") -> Figure:
     """
     if norm not in ("post", "pre"):
         raise ValueError(f'norm must be "post" (the paper) or "pre", got {norm!r}')
+    # Narrow, so that on a 390 px phone (figures span the screen) its 11 pt text shows at
+    # 13 px: the two blocks side by side, the two placements of LayerNorm below them.
     x_enc, x_dec = 1.05, 3.3
-    y0 = 0.55
     with rc_context(RC):
-        cv = _Canvas(6.4, 8.0)  # cut to the drawing's height at the end
+        cv = _Canvas(4.45, 10.0)  # cut to the drawing's height at the end
+        # Below: one sublayer in each placement, post-LN beside pre-LN.
+        for x, placement, title in ((1.35, "post", "post-LN (the paper)"),
+                                    (3.35, "pre", "pre-LN")):
+            cv.text(x, 0.25, r"$\mathbf{x}$")
+            s = _sublayer(cv, x, 0.45, "Sublayer", "ffn", placement, width=1.0)
+            cv.arrow((x, s["out"]), (x, s["out"] + 0.18))
+            cv.text(x, s["out"] + 0.38, title)
+            cv.text(s["left"] - 0.08, (s["in"] + s["out"]) / 2 - 0.1, "residual", size=SMALL,
+                    rotation=90, ha="right")
+        y_rule = 0.45 + 2.25
+        cv.line([0.15, 4.3], [y_rule, y_rule], lw=0.8)
         # Inputs: embeddings scaled by sqrt(d_model), plus the positional encodings.
+        y0 = y_rule + 0.6
         for x, table, ids in ((x_enc, "src", "x"), (x_dec, "tgt", "y")):
-            cv.text(x, 0.22, rf"$\sqrt{{d_{{\mathrm{{model}}}}}}\,E_{{\mathrm{{{table}}}}}[{ids}] + P$",
+            cv.text(x, y0 - 0.33, rf"$\sqrt{{d_{{\mathrm{{model}}}}}}\,E_{{\mathrm{{{table}}}}}[{ids}] + P$",
                     size=SMALL)
-            cv.arrow((x, 0.38), (x, y0))
+            cv.arrow((x, y0 - 0.17), (x, y0))
         # Encoder block: self-attention under the source padding mask, then the FFN.
         a = _sublayer(cv, x_enc, y0, r"$\mathrm{MultiHead}(H,H,H)$", "self", norm, mask="padding")
         b = _sublayer(cv, x_enc, a["out"], r"$\mathrm{FFN}(H)$", "ffn", norm)
@@ -802,29 +816,17 @@ def transformer_blocks(norm: str = "post") -> Figure:
             cv.arrow((x_h, d["box"] + dy), (x_dec - 0.8, d["box"] + dy), role=role, lw=1.6)
         cv.arrow((x_dec, y_dec), (x_dec, y_dec + 0.22))
         cv.text(x_dec, y_dec + 0.4,
-                r"$\mathrm{softmax}(Y W_{\mathrm{out}} + \mathbf{b}_{\mathrm{out}})$", size=SMALL)
-        height = y_dec + 0.62
-        cv.fit_height(height)
-        # Right: one sublayer in each placement, post-LN above pre-LN.
-        cv.line([4.42, 4.42], [0.15, height - 0.15], lw=0.8)
-        x = 5.45
-        y_post = 0.45 + 2.6
-        for y, placement, title in ((y_post, "post", "post-LN (the paper)"), (0.45, "pre", "pre-LN")):
-            cv.text(x, y - 0.2, r"$\mathbf{x}$")
-            s = _sublayer(cv, x, y, "Sublayer", "ffn", placement, width=1.0)
-            cv.arrow((x, s["out"]), (x, s["out"] + 0.18))
-            cv.text(x, s["out"] + 0.38, title)
-            cv.text(s["left"] - 0.08, (s["in"] + s["out"]) / 2 - 0.1, "residual", size=SMALL,
-                    rotation=90, ha="right")
+                r"$\mathrm{softmax}(Y W^{\mathrm{out}} + \mathbf{b}^{\mathrm{out}})$", size=SMALL)
+        cv.fit_height(y_dec + 0.62)
     return cv.fig
 
 
 def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
     """FlashAttention's tiling in the loop order of Chapter 9's algorithm: queries outer, keys inner.
 
-    Left: the ``T_q x T_k`` scores, never formed whole, cut into ``B_r x B_c`` tiles and
+    Above: the ``T_q x T_k`` scores, never formed whole, cut into ``B_r x B_c`` tiles and
     visited row by row (the numbers give the order); the blocks in fast memory at the drawn
-    step are strong, those in slow memory pale. Right: for every step, which blocks of
+    step are strong, those in slow memory pale. Below: for every step, which blocks of
     ``Q``, ``K``, ``V`` and the output ``O`` are in fast memory: ``Q_i`` for a whole row of
     tiles, ``K_j`` and ``V_j`` for one tile, and the accumulator ``Õ`` with ``m`` and ``ell``
     of ``O_i`` until the row ends and ``O_i = diag(ell)^-1 Õ`` is written.
@@ -839,7 +841,7 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        A 6.2 x 3.5 inch diagram (with 3 blocks).
+        A 3.8 x 7.05 inch diagram (narrow, so that its text stays readable on a phone).
 
     Raises
     ------
@@ -860,17 +862,17 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
 
         caption: >-
           FlashAttention's tiles, queries in the outer loop ({prf:ref}`alg-ch9-flash`).
-          Left: the scores are computed one $B_r \\times B_c$ tile at a time, in the numbered
+          Top: the scores are computed one $B_r \\times B_c$ tile at a time, in the numbered
           order; at step 5 fast memory holds $Q_2$ (blue), $K_2$ (orange), $V_2$ (green), the
           tile $S$ and the running $m$, $\\ell$ and $\\tilde{O}$ of $O_2$ (vermillion), drawn strong;
-          every other block stays in slow memory, drawn pale. Right: the blocks held in fast
+          every other block stays in slow memory, drawn pale. Bottom: the blocks held in fast
           memory at every step; $O_i$ is written once, at the end of its row (w).
         alt: >-
-          Diagram. Left: a 3 by 3 grid of score tiles numbered 1 to 9 row by row, with blue
+          Diagram. Top: a 3 by 3 grid of score tiles numbered 1 to 9 row by row, with blue
           query blocks Q 1 to Q 3 on its left, orange key blocks K 1 to K 3 transposed
           above, green value blocks V 1 to V 3 below and vermillion output blocks O 1 to O 3
           on its right. Tile 5, row 2 and column 2, is highlighted with Q 2, K 2, V 2 and O
-          2. Right: a chart with a row per block and a column per step 1 to 9: Q i is held
+          2. Bottom: a chart with a row per block and a column per step 1 to 9: Q i is held
           for the three steps of row i, K j and V j at one step in every row, and O i
           through row i, written at its last step.
 
@@ -890,9 +892,11 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
     current = (si - 1) * n + sj  # steps are numbered from 1, row by row
     strong, pale = 0.75, 0.12
     t, d = 1.5 / n, 0.28  # a tile's side; the drawn width of d_k and d_v
+    # Narrow, so that on a 390 px phone (figures span the screen) its 11 pt text shows at
+    # 16 px: the tiles above, the chart of every step below them.
     with rc_context(RC):
-        cv = _Canvas(6.2, 3.5)
-        x0, y0 = 0.95, 2.72  # upper-left corner of the scores
+        cv = _Canvas(3.8, 7.05)
+        x0, y0 = 1.25, 2.72 + 3.55  # upper-left corner of the scores
         for i in range(1, n + 1):
             for j in range(1, n + 1):
                 k = (i - 1) * n + j
@@ -929,16 +933,16 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
                                           facecolor=tint(style.COLORS[role], strong if held else pale),
                                           edgecolor=style.COLORS[role], zorder=2))
                 cv.text(x + t / 2, label_y, name, size=SMALL)
-        cv.text(x0 + n * t / 2, 0.42, r"a tile: $B_r \times B_c$ scores", size=SMALL)
-        cv.text(x0 + n * t / 2, 0.13, f"fast memory at step {current}: $Q_{si}$, $K_{sj}$, "
+        cv.text(x0 + n * t / 2, 3.55 + 0.42, r"a tile: $B_r \times B_c$ scores", size=SMALL)
+        cv.text(x0 + n * t / 2, 3.55 + 0.13, f"fast memory at step {current}: $Q_{si}$, $K_{sj}$, "
                 rf"$V_{sj}$, $S$, $m$, $\ell$, $\tilde{{O}}$", size=SMALL)
-        # Right: which blocks are in fast memory at every step.
+        # Below: which blocks are in fast memory at every step.
         names = ([("query", rf"$Q_{i}$") for i in range(1, n + 1)]
                  + [("key", rf"$K_{j}$") for j in range(1, n + 1)]
                  + [("value", rf"$V_{j}$") for j in range(1, n + 1)]
                  + [("context", rf"$O_{i}$") for i in range(1, n + 1)])
-        c = 0.2
-        xc, yc = 4.05, 3.05
+        c = 0.22
+        xc, yc = 1.05, 3.0
         cv.text(xc + n * n * c / 2, yc + 0.3, "step")
         for k in range(1, n * n + 1):
             cv.text(xc + (k - 0.5) * c, yc + 0.1, str(k), size=SMALL)
