@@ -1,5 +1,6 @@
-"""Greedy decoding and beam search: a beam of one is greedy, beams find better outputs, and the
-key/value cache gives the same results as recomputing."""
+"""Greedy decoding and beam search: a beam of one follows greedy decoding, beams find better
+outputs, and the key/value cache gives the same results as recomputing. When beam search may
+stop is tested in test_beam_stopping.py."""
 
 from dataclasses import dataclass
 
@@ -80,7 +81,11 @@ def models(rng):
     yield CausalLM(TransformerConfig(9, d_model=8, n_heads=2, d_ff=16, positions="rope"), rng=rng)
 
 
-def test_beam_of_one_is_greedy(rng):
+def test_beam_of_one_is_greedy_on_the_book_models(rng):
+    # A beam of one follows greedy decoding until greedy decoding writes EOS, and returns its
+    # output unless a continuation past that EOS scores higher (test_beam_stopping.py builds
+    # such a case). These untrained models give none, so every model's beam of one must match
+    # greedy decoding exactly: words, log-probabilities, attention, and the cache's reordering.
     src = rng.integers(3, 9, (4, 5))
     attention_compared = 0
     for model in models(rng):

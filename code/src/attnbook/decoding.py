@@ -135,16 +135,45 @@ def greedy_decode(model, src, max_len, *, src_mask=None, bos=BOS, eos=EOS, use_c
                    None if att is None else [att[b, : lengths[b]] for b in range(B)], done)
 
 
+def _best_reachable(log_prob, n_min, n_max, length_penalty):
+    """The highest score a live hypothesis can still reach: an upper bound, exact for the penalty.
+
+    A hypothesis of log-probability ``log_prob`` (<= 0) that ends at length ``n`` in
+    ``[n_min, n_max]`` has log-probability at most ``log_prob`` (every word adds a term <= 0), so
+    its score is at most ``log_prob / n**length_penalty``. ``n**length_penalty`` is monotone in
+    ``n`` for every real ``length_penalty``, so the largest of these lies at an end of the range.
+    """
+    return max(log_prob / n_min ** length_penalty, log_prob / n_max ** length_penalty)
+
+
 def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty=1.0, bos=BOS,
                 eos=EOS, use_cache=True):
     """Keep the ``beam_size`` best partial outputs at every step; return the best finished one.
 
     A hypothesis ends when it emits EOS. Finished hypotheses are ranked by
     ``log_prob / length**length_penalty`` (length counts EOS): 0 ranks by the raw
-    log-probability, which favours short outputs; 1 by the mean log-probability per word.
-    The search for a row stops once it has ``beam_size`` finished hypotheses; rows that
-    finish none within ``max_len`` return their best unfinished one. With
-    ``beam_size=1`` this is exactly greedy decoding.
+    log-probability, which favours short outputs; 1 by the mean log-probability per word. This
+    is the length normalisation that Wu et al. (2016, GNMT, section 7) start from, dividing by
+    ``length**alpha``, before they replace it by ``((5 + length) / 6)**alpha``; there is no
+    coverage penalty.
+
+    At every step each of the ``beam_size`` live hypotheses is extended by every word; the
+    extensions by EOS that rank among the best join the row's finished hypotheses (the best
+    ``beam_size`` are kept) and the ``beam_size`` best other extensions stay live. A row's
+    search stops only when it holds ``beam_size`` finished hypotheses and no live one can still
+    beat the worst of them: a live hypothesis of log-probability ``s`` and ``t`` words can end
+    at no more than ``max(s / (t + 1)**length_penalty, s / max_len**length_penalty)``, since
+    further words only lower ``s`` and the penalty is monotone in the length. The bound is
+    exact, so the result is the one a search run to ``max_len`` would return (the stopping
+    criterion of Huang, Zhao and Ma, 2017, "When to finish? Optimal beam search for neural
+    text generation (modulo beam size)"). Stopping at the ``beam_size``-th finished hypothesis
+    instead is a search error: a live hypothesis can still end with a better score.
+
+    Rows that finish none within ``max_len`` return their best unfinished one. With
+    ``beam_size=1`` the search follows greedy decoding until greedy decoding ends; it then
+    returns greedy decoding's output unless the best continuation that does not end there
+    finishes with a higher score, so its score is never below that of greedy decoding's output
+    under the same length normalisation.
 
     Parameters
     ----------
@@ -155,6 +184,7 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
         Most output words per row (EOS included).
     src_mask : ndarray of bool, shape (B, T_src) or (B, 1, T_src), optional
     length_penalty : float, default 1.0
+        The exponent ``alpha`` of the length, any finite number.
     bos, eos : int
     use_cache : bool, default True
 
@@ -166,25 +196,30 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
     Raises
     ------
     ValueError
-        If ``beam_size`` or ``max_len`` is not a positive integer.
+        If ``beam_size`` or ``max_len`` is not a positive integer, or ``length_penalty`` is not
+        a finite number.
 
     Examples
     --------
     >>> from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
     >>> model = Seq2Seq(Seq2SeqConfig(src_vocab=10, tgt_vocab=10), rng=np.random.default_rng(0))
     >>> src = np.array([[4, 5, 6]])
-    >>> beam = beam_search(model, src, beam_size=1, max_len=5)
-    >>> bool((beam.tokens[0] == greedy_decode(model, src, max_len=5).tokens[0]).all())
-    True
+    >>> beam = beam_search(model, src, beam_size=3, max_len=5)
+    >>> len(beam.tokens[0]) <= 5, beam.attention[0].shape[1]
+    (True, 3)
 
     See Also
     --------
-    greedy_decode : the beam of one.
+    greedy_decode : one hypothesis, no second thoughts.
     Chapter 4, *Learning to align and translate*, compares the two.
     """
     _check(beam_size, "beam_size")
     _check(max_len)
-    K = int(beam_size)
+    if (isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.number))
+            or not np.isfinite(length_penalty)):
+        raise ValueError(f"length_penalty must be a finite number (1.0 ranks by the mean "
+                         f"log-probability per word), got {length_penalty!r}.")
+    K, alpha = int(beam_size), float(length_penalty)
     with no_grad(), evaluating(model):
         logits, state = model.start(np.asarray(src), src_mask=src_mask, bos=bos, use_cache=use_cache)
         B, V = logits.shape
@@ -196,7 +231,8 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
         tokens = np.zeros((B, K, 0), dtype=np.int64)
         track = state.attention is not None
         att = np.zeros((B, K, 0, state.attention.shape[-1])) if track else None
-        finished = [[] for _ in range(B)]  # (score, log_prob, tokens, attention)
+        finished = [[] for _ in range(B)]  # the best K of (score, log_prob, tokens, attention)
+        stopped = np.zeros(B, dtype=bool)  # rows whose search is over
         for t in range(max_len):
             step_att = state.attention.reshape(B, K, 1, -1) if track else None
             cand = (scores[:, :, None] + logp.reshape(B, K, V)).reshape(B, K * V)
@@ -204,9 +240,7 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
             keep_k = np.zeros((B, K), dtype=np.int64)
             keep_y = np.full((B, K), eos, dtype=np.int64)
             new_scores = np.full((B, K), -np.inf)
-            for b in range(B):
-                if len(finished[b]) >= K:
-                    continue
+            for b in np.flatnonzero(~stopped):
                 n_alive = 0
                 for c in order[b]:
                     k, y = divmod(int(c), V)
@@ -214,9 +248,13 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
                     if s == -np.inf or n_alive == K:
                         break
                     if y == eos:  # length t + 1 counts the EOS
+                        hyp = (s / (t + 1) ** alpha, s, tokens[b, k], att[b, k] if track else None)
                         if len(finished[b]) < K:
-                            finished[b].append((s / (t + 1) ** length_penalty, s, tokens[b, k],
-                                                att[b, k] if track else None))
+                            finished[b].append(hyp)
+                        else:  # replace the worst kept one if this one is better
+                            worst = min(range(K), key=lambda i: finished[b][i][0])
+                            if hyp[0] > finished[b][worst][0]:
+                                finished[b][worst] = hyp
                     else:
                         keep_k[b, n_alive], keep_y[b, n_alive], new_scores[b, n_alive] = k, y, s
                         n_alive += 1
@@ -225,7 +263,14 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
             if track:
                 att = np.concatenate([att[parents], step_att[parents]], axis=2)  # (B, K, t + 1, T_src)
             scores = new_scores
-            if all(len(f) >= K for f in finished) or t == max_len - 1:
+            if t == max_len - 1:
+                break
+            for b in np.flatnonzero(~stopped):  # live hypotheses have t + 1 words
+                best_live = scores[b].max()
+                stopped[b] = best_live == -np.inf or (
+                    len(finished[b]) == K and min(h[0] for h in finished[b])
+                    >= _best_reachable(best_live, t + 2, max_len, alpha))
+            if stopped.all():
                 break
             state = model.select(state, (parents[0] * K + keep_k).reshape(-1))
             logits, state = model.step(state, keep_y.reshape(-1))
@@ -234,7 +279,7 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
         for b in np.flatnonzero(~done):  # nothing ended within max_len: rank the open beams
             for k in np.flatnonzero(np.isfinite(scores[b])):
                 s = scores[b, k]
-                finished[b].append((s / tokens.shape[2] ** length_penalty, s, tokens[b, k],
+                finished[b].append((s / tokens.shape[2] ** alpha, s, tokens[b, k],
                                     att[b, k] if track else None))
         best = [max(f, key=lambda h: h[0]) for f in finished]
     return Decoded([h[2] for h in best], np.array([h[1] for h in best]), np.array([h[0] for h in best]),
