@@ -164,9 +164,10 @@ def beam_search(model, src, beam_size, max_len, *, src_mask=None, length_penalty
     beat the worst of them: a live hypothesis of log-probability ``s`` and ``t`` words can end
     at no more than ``max(s / (t + 1)**length_penalty, s / max_len**length_penalty)``, since
     further words only lower ``s`` and the penalty is monotone in the length. The bound is
-    exact, so the result is the one a search run to ``max_len`` would return (the stopping
-    criterion of Huang, Zhao and Ma, 2017, "When to finish? Optimal beam search for neural
-    text generation (modulo beam size)"). Stopping at the ``beam_size``-th finished hypothesis
+    exact, so the result is the one a search run to ``max_len`` would return (the principle of
+    the stopping criterion of Huang, Zhao and Ma, 2017, "When to finish? Optimal beam search
+    for neural text generation (modulo beam size)", stated there for the raw log-probability,
+    applied here to the normalised score). Stopping at the ``beam_size``-th finished hypothesis
     instead is a search error: a live hypothesis can still end with a better score.
 
     Rows that finish none within ``max_len`` return their best unfinished one. With
