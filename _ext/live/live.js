@@ -34,6 +34,15 @@
   const firstCell = document.querySelector("div.cell[class*='live-index-']");
   if (heading && heading.parentNode) heading.insertAdjacentElement("afterend", bar);
   else if (firstCell) firstCell.insertAdjacentElement("beforebegin", bar);
+  // The bar sticks below the header: a link to a figure or equation must not land under it.
+  // live.css pads the page's scroll position by the bar's height, which changes as it wraps.
+  const barHeight = () =>
+    document.documentElement.style.setProperty("--live-bar-height", `${bar.offsetHeight}px`);
+  barHeight();
+  if ("ResizeObserver" in window) new ResizeObserver(barHeight).observe(bar);
+  // Arriving with #target in the address: the browser may have scrolled before the bar existed.
+  const arrived = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (arrived) requestAnimationFrame(() => arrived.scrollIntoView());
 
   // ---- each visible cell: an editable code area, a Run button, an output area ----
   let visibleNumber = 0;
