@@ -452,7 +452,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        A 6.2 x 3.4 inch diagram (3.6 inches tall with the causal mask).
+        A 6.4 x 3.4 inch diagram (3.6 inches tall with the causal mask).
 
     Raises
     ------
@@ -495,7 +495,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     --------
     >>> fig = scaled_dot_product_attention(mask="causal")
     >>> fig.get_size_inches().round(2).tolist()
-    [6.2, 3.6]
+    [6.4, 3.6]
     """
     import matplotlib as mpl
 
@@ -521,7 +521,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     u = 0.2  # one cell
     y0 = 1.0 + T_q * u + 0.55  # top edge of the results' row (two rows of keys below)
     with rc_context(RC):
-        cv = _Canvas(6.2, y0 + max(d_k, T_k) * u + 0.45)
+        cv = _Canvas(6.4, y0 + max(d_k, T_k) * u + 0.45)
         q_face, k_face, v_face, o_face = (tint(style.COLORS[r], 0.3)
                                           for r in ("query", "key", "value", "context"))
         y_mid = y0 - T_q * u / 2
@@ -552,7 +552,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         cv.cells(x_sm, y0, T_q, T_k, u, masked_faces)
         label(x_sm + T_k * u / 2, "masked", r"$T_q \times T_k$")
         # A = softmax(S), row by row.
-        x_a = x_sm + T_k * u + 0.75
+        x_a = x_sm + T_k * u + 0.9
         cv.arrow((x_sm + T_k * u + 0.06, y_mid), (x_a - 0.06, y_mid))
         cv.text((x_sm + T_k * u + x_a) / 2, y_mid + 0.32, "softmax\neach row", size=SMALL)
         cv.cells(x_a, y0, T_q, T_k, u, a_faces)
