@@ -181,7 +181,7 @@ def test_only_palette_colours_and_each_role_in_its_own(case):
 def test_every_role_of_the_palette_is_the_roles_colour():
     for role in diagrams.ROLES:
         assert role in style.COLORS
-    # Four roles, four colours: query, key, value and context never share one.
+    # One colour per role: query, key, value, context and no_attention never share one.
     assert len({style.COLORS[r].lower() for r in diagrams.ROLES}) == len(diagrams.ROLES)
 
 
@@ -239,7 +239,9 @@ def test_every_label_fits_inside_its_box(case):
 
 
 @pytest.mark.parametrize("function, label, role", [
-    (diagrams.encoder_decoder, r"$\mathbf{c}$", "context"),
+    # Chapter 1's c is the fixed context of a model without attention: its grey, not the
+    # vermillion of a context vector made by attention (the notation page's colours).
+    (diagrams.encoder_decoder, r"$\mathbf{c}$", "no_attention"),
     (diagrams.bahdanau_step, r"$\mathbf{s}_{i-1}$", "query"),
     (diagrams.bahdanau_step, r"$\mathbf{k}_{j}$", "key"),
     (diagrams.bahdanau_step, r"$\mathbf{c}_i$", "context"),
@@ -255,6 +257,44 @@ def test_each_symbol_sits_in_a_box_of_its_role(function, label, role):
               if p.get_fill() and p.get_window_extent(renderer).contains(*anchor)]
     assert box.get_gid() == f"role:{role}"
     assert np.allclose(box.get_edgecolor()[:3], to_rgb(style.COLORS[role]))
+
+
+def test_the_encoder_decoder_draws_every_input_of_chapter_1s_decoder():
+    """s_i = g(s_{i-1}, y_{i-1}, c) and softmax([s_i; c; E y_{i-1}] W^out + b^out), each step.
+
+    Every state box and every output (softmax) box of the decoder is the end of a grey arrow
+    (the context c); every output box is also the end of two ink arrows (the state below it
+    and a branch of the previous word), and every state box of one ink arrow from below (the
+    previous word).
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig = diagrams.encoder_decoder()
+    renderer = drawn(fig)
+    transform = fig.axes[0].transData
+
+    def labelled(prefix):
+        anchors = [t.get_transform().transform(t.get_position()) for t in texts(fig)
+                   if t.get_text().startswith(prefix)]
+        return [p.get_window_extent(renderer) for p in fig.findobj(FancyBboxPatch)
+                if p.get_fill() and any(p.get_window_extent(renderer).contains(*a)
+                                        for a in anchors)]
+
+    ends = [(a.get_gid(), transform.transform(a._posA_posB[1]))
+            for a in fig.findobj(FancyArrowPatch)]
+
+    def arriving(box, gid):
+        grown = box.padded(2.0)
+        return sum(1 for g, end in ends if g == gid and grown.contains(*end))
+
+    states, outputs = labelled(r"$\mathbf{s}_"), labelled("softmax")
+    assert len(states) == len(outputs) >= 2
+    for box in states:
+        assert arriving(box, "role:no_attention") == 1, "c must enter every decoder state"
+        assert arriving(box, None) >= 1, "the previous word must enter every state"
+    for box in outputs:
+        assert arriving(box, "role:no_attention") == 1, "c must enter every output layer"
+        assert arriving(box, None) == 2, "s_i and E y_{i-1} must enter every output layer"
 
 
 def _overlap_area(a, b) -> float:

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: The roles a diagram colours, each with its colour in :data:`attnbook.style.COLORS`.
-ROLES = ("query", "key", "value", "context")
+ROLES = ("query", "key", "value", "context", "no_attention")
 
 INK = "#1a1a1a"  # text: the style's text.color
 LINE = "#333333"  # arrows and the outline of neutral boxes: the style's axes.edgecolor
@@ -171,6 +171,15 @@ class _Canvas:
         self.ax.add_patch(frame)
         return frame
 
+    def strip(self, x, y, width, height, faces):
+        """A colour key: ``faces`` side by side from left to right, vertically centred on y."""
+        step = width / len(faces)
+        for i, face in enumerate(faces):
+            self.ax.add_patch(Rectangle((x + i * step, y - height / 2), step, height,
+                                        facecolor=face, linewidth=0, zorder=2))
+        self.ax.add_patch(Rectangle((x, y - height / 2), width, height, fill=False,
+                                    edgecolor=LINE, linewidth=1.0, zorder=3))
+
     def legend(self, x, y, roles, labels=None, step=1.05):
         """Swatches of ``roles`` in a row starting at (x, y)."""
         labels = labels or roles
@@ -189,14 +198,17 @@ def encoder_decoder() -> Figure:
     """The encoder-decoder of Chapter 1 and its fixed-length context.
 
     The encoder reads ``x_1 ... x_{T_x}`` into states ``h_t = f(h_{t-1}, x_t)``; one vector
-    ``c`` of size ``d_c``, computed once from them, is all the decoder sees of the source; the
-    decoder's state ``s_i = g(s_{i-1}, y_{i-1}, c)`` reads it at every step, and the output
-    layer reads ``[s_i; c; E y_{i-1}]``.
+    ``c`` of size ``d_c``, computed once from them, is all the decoder sees of the source. At
+    every step the decoder's state ``s_i = g(s_{i-1}, y_{i-1}, c)`` reads it, and so does the
+    output layer, ``p(y_i | y_{<i}, x) = softmax([s_i; c; E y_{i-1}] W^out + b^out)``, which
+    also reads the previous word a second time: the figure draws every input of both
+    equations. ``c`` has the grey of a model without attention (``style.COLORS["no_attention"]``),
+    not the vermillion of a context vector made by attention.
 
     Returns
     -------
     matplotlib.figure.Figure
-        A 6.4 x 2.9 inch diagram.
+        A 6.4 x 3.5 inch diagram.
 
     See Also
     --------
@@ -212,59 +224,93 @@ def encoder_decoder() -> Figure:
 
         caption: >-
           The encoder–decoder without attention. The encoder's states $\\vec{h}_t$ are
-          reduced to one context vector $\\vec{c}$ (vermillion) of fixed size $d_c$; the
-          decoder reads $\\vec{c}$ at every step and sees nothing else of the source.
+          reduced to one context vector $\\vec{c}$ of fixed size $d_c$, drawn in the grey of
+          a model without attention. At every step the decoder's state $\\vec{s}_i$ reads
+          $\\vec{c}$, and so does the output layer (softmax), which also reads $\\vec{s}_i$
+          and the previous word $y_{i-1}$ again, as its embedding $E y_{i-1}$; the decoder
+          sees nothing else of the source.
         alt: >-
           Diagram. Source words x 1, x 2 to x T x enter a row of encoder boxes h 1, h 2 to h
-          T x, linked left to right. The last one feeds a single vermillion box c, the
-          fixed-length context in R to the d c. A line from c runs under every decoder box s
-          1, s 2 to s T y, which are linked left to right, read the previous word y 0 to y T
-          y minus 1 from below and emit y 1 to y T y above.
+          T x, linked left to right. The last one feeds a single grey box c, the
+          fixed-length context in R to the d c. A thick grey line from c runs above the
+          decoder and drops beside every step, into the state box s i and into a softmax
+          box above it. The decoder boxes s 1, s 2 to s T y are linked left to right; each
+          reads the previous word y 0 to y T y minus 1 from below, and a branch of that word
+          also enters the softmax box, which emits y 1 to y T y above.
 
     Examples
     --------
     >>> fig = encoder_decoder()
     >>> fig.get_size_inches().round(1).tolist()
-    [6.4, 2.9]
+    [6.4, 3.5]
     """
-    with rc_context(RC):
-        cv = _Canvas(6.4, 2.9)
-        y_box, h_box, w_box = 1.45, 0.52, 0.6
-        enc = [(0.45, r"$\mathbf{h}_1$", r"$x_1$"), (1.25, r"$\mathbf{h}_2$", r"$x_2$"),
-               (2.5, r"$\mathbf{h}_{T_x}$", r"$x_{T_x}$")]
-        dec = [(4.05, r"$\mathbf{s}_1$", r"$y_0$", r"$y_1$"),
-               (4.85, r"$\mathbf{s}_2$", r"$y_1$", r"$y_2$"),
-               (6.0, r"$\mathbf{s}_{T_y}$", r"$y_{T_y-1}$", r"$y_{T_y}$")]
+    from matplotlib.patheffects import Normal, Stroke
 
-        def chain(states):
+    grey = style.COLORS["no_attention"]
+    # A line that crosses another is drawn over it with a white gap on both sides.
+    hop = [Stroke(linewidth=5, foreground=PAPER), Normal()]
+    with rc_context(RC):
+        cv = _Canvas(6.4, 3.5)
+        y_word, y_box, h_box = 0.3, 1.35, 0.52
+        y_out, h_out, w_out = 2.22, 0.4, 0.74  # the output layer above each state
+        y_bus = 3.02  # the context's wire to every step, above the decoder
+        w_enc, w_dec = 0.52, 0.56
+        enc = [(0.35, r"$\mathbf{h}_1$", r"$x_1$"), (1.05, r"$\mathbf{h}_2$", r"$x_2$"),
+               (2.05, r"$\mathbf{h}_{T_x}$", r"$x_{T_x}$")]
+        dec = [(3.78, r"$\mathbf{s}_1$", r"$y_0$", r"$y_1$"),
+               (5.5, r"$\mathbf{s}_{T_y}$", r"$y_{T_y-1}$", r"$y_{T_y}$")]
+
+        def chain(states, w):
             (a, *_), (b, *_), (c, *_) = states
-            cv.arrow((a + w_box / 2, y_box), (b - w_box / 2, y_box))
-            cv.arrow((b + w_box / 2, y_box), (b + w_box / 2 + 0.14, y_box))
+            cv.arrow((a + w / 2, y_box), (b - w / 2, y_box))
+            cv.arrow((b + w / 2, y_box), (b + w / 2 + 0.14, y_box))
             cv.text((b + c) / 2, y_box, r"$\cdots$")
-            cv.arrow((c - w_box / 2 - 0.14, y_box), (c - w_box / 2, y_box))
+            cv.arrow((c - w / 2 - 0.14, y_box), (c - w / 2, y_box))
 
         for x, state, word in enc:
-            cv.box(x, y_box, w_box, h_box, state)
-            cv.text(x, 0.3, word)
-            cv.arrow((x, 0.45), (x, y_box - h_box / 2))
-        chain(enc)
-        cv.text(1.5, 2.45, r"encoder  $\mathbf{h}_t = f(\mathbf{h}_{t-1}, x_t)$")
+            cv.box(x, y_box, w_enc, h_box, state)
+            cv.text(x, y_word, word)
+            cv.arrow((x, y_word + 0.15), (x, y_box - h_box / 2))
+        chain(enc, w_enc)
+        cv.text(1.2, 2.22, r"encoder  $\mathbf{h}_t = f(\mathbf{h}_{t-1}, x_t)$")
         # The context: one vector of fixed size, made once, read at every decoder step.
-        x_c = 3.27
-        cv.box(x_c, y_box, 0.5, h_box, r"$\mathbf{c}$", role="context", lw=2.0)
-        cv.arrow((enc[2][0] + w_box / 2, y_box), (x_c - 0.25, y_box), role="context")
-        cv.text(x_c, 0.3, r"$\mathbf{c} \in \mathbb{R}^{d_c}$", color=style.COLORS["context"])
-        bus = 0.86
-        cv.line([x_c, x_c, dec[-1][0] - 0.14], [y_box - h_box / 2, bus, bus], role="context", lw=1.8)
+        x_c, w_c = 2.78, 0.44
+        cv.box(x_c, y_box, w_c, h_box, r"$\mathbf{c}$", role="no_attention", lw=2.0,
+               fill=tint(grey, 0.4))
+        cv.arrow((enc[2][0] + w_enc / 2, y_box), (x_c - w_c / 2, y_box), role="no_attention",
+                 lw=1.8)
+        cv.text(x_c, y_word, r"$\mathbf{c} \in \mathbb{R}^{d_c}$", color=grey)
+        lw_c = 2.2  # the context's wires, thicker than the others
+        side = 0.45  # distance of the wires beside a step from its centre
+        cv.line([x_c, x_c, dec[-1][0] - side], [y_box + h_box / 2, y_bus, y_bus],
+                role="no_attention", lw=lw_c)
         for x, state, prev, out in dec:
-            cv.box(x, y_box, w_box, h_box, state)
-            cv.arrow((x - 0.14, bus), (x - 0.14, y_box - h_box / 2), role="context", lw=1.8)
-            cv.text(x + 0.14, 0.3, prev)
-            cv.arrow((x + 0.14, 0.45), (x + 0.14, y_box - h_box / 2))
-            cv.arrow((x, y_box + h_box / 2), (x, 2.05))
-            cv.text(x, 2.22, out)
-        chain(dec)
-        cv.text(4.95, 2.68, r"decoder  $\mathbf{s}_i = g(\mathbf{s}_{i-1}, y_{i-1}, \mathbf{c})$")
+            # c drops beside the step: into the output layer, then into the state.
+            x_drop, y_turn = x - side, y_box + h_box / 2 + 0.16
+            cv.line([x_drop, x_drop, x - 0.13], [y_bus, y_turn, y_turn], role="no_attention",
+                    lw=lw_c)
+            cv.arrow((x_drop, y_out), (x - w_out / 2, y_out), role="no_attention", lw=lw_c)
+            cv.arrow((x - 0.13, y_turn), (x - 0.13, y_box + h_box / 2), role="no_attention",
+                     lw=lw_c)
+            cv.box(x, y_box, w_dec, h_box, state)
+            cv.box(x, y_out, w_out, h_out, "softmax", size=SMALL)
+            cv.arrow((x + 0.08, y_box + h_box / 2), (x + 0.08, y_out - h_out / 2))
+            cv.arrow((x, y_out + h_out / 2), (x, 2.62))
+            cv.text(x, 2.78, out)
+            # The previous word: into the state, and (as E y_{i-1}) into the output layer.
+            y_fork = 0.78
+            cv.text(x, y_word, prev)
+            cv.arrow((x, y_word + 0.15), (x, y_box - h_box / 2))
+            cv.ax.add_patch(Circle((x, y_fork), 0.035, color=LINE, zorder=3))
+            riser = cv.line([x, x + side, x + side], [y_fork, y_fork, y_out])
+            riser.set_path_effects(hop)
+            riser.set_zorder(1.5)
+            cv.arrow((x + side, y_out), (x + w_out / 2, y_out))
+        (a, *_), (b, *_) = dec
+        cv.arrow((a + w_dec / 2, y_box), (a + w_dec / 2 + 0.45, y_box))
+        cv.text((a + b) / 2 + 0.06, y_box, r"$\cdots$")
+        cv.arrow((b - w_dec / 2 - 0.28, y_box), (b - w_dec / 2, y_box))
+        cv.text(4.76, 3.3, r"decoder  $\mathbf{s}_i = g(\mathbf{s}_{i-1}, y_{i-1}, \mathbf{c})$")
     return cv.fig
 
 
@@ -406,7 +452,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        A 6.2 x 3.1 inch diagram (3.3 inches tall with the causal mask).
+        A 6.4 x 3.4 inch diagram (3.6 inches tall with the causal mask).
 
     Raises
     ------
@@ -429,22 +475,27 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         caption: >-
           Scaled dot-product attention as a flow of shapes ($T_q = 3$ queries, $T_k = 4$
           keys, $d_k = 3$, $d_v = 2$). Queries are blue, keys orange, values green and the
-          output vermillion; scores use the diverging colour map and weights the sequential
-          one. The mask hides the fourth key (grey): its score becomes $-\\infty$ and its
-          weight exactly zero. Each row of $A$ sums to one.
+          output vermillion. The shades of $S$ and $A$ are illustrative values, read on the
+          keys below the matrices: a score from negative (brown) through zero (white) to
+          positive (purple), a weight from 0 (dark purple) to 1 (yellow). The mask $M$
+          (True = may attend) hides the fourth key (grey): its score becomes $-\\infty$
+          and its weight exactly zero. Each row of $A$ sums to one.
         alt: >-
           Diagram of matrices. A blue 3 by 3 matrix Q beside and an orange 3 by 4 matrix K
           transposed above give the 3 by 4 score matrix S, equal to Q K transposed over the
           square root of d k. A 3 by 4 mask M whose last column is grey turns the last
           column of S grey, minus infinity. A softmax over each row gives the weights A,
           whose last column is zero. A beside and a green 4 by 2 matrix V above give the
-          vermillion 3 by 2 output O, whose row i is the context vector c i.
+          vermillion 3 by 2 output O, whose row i is the context vector c i. Below, two
+          colour keys: scores from minus (brown) through white to plus (purple), weights
+          from 0 (dark purple) to 1 (yellow); and the two cells of the mask, white for may
+          attend and grey for a score of minus infinity and a weight of 0.
 
     Examples
     --------
     >>> fig = scaled_dot_product_attention(mask="causal")
     >>> fig.get_size_inches().round(2).tolist()
-    [6.2, 3.3]
+    [6.4, 3.6]
     """
     import matplotlib as mpl
 
@@ -468,10 +519,11 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     a_faces = np.where(keep, a_faces, to_hex(sequential(0.0)))
 
     u = 0.2  # one cell
-    y0 = 0.7 + T_q * u + 0.55  # top edge of the results' row
+    y0 = 1.0 + T_q * u + 0.55  # top edge of the results' row (two rows of keys below)
     with rc_context(RC):
-        cv = _Canvas(6.2, y0 + max(d_k, T_k) * u + 0.45)
-        q_face, k_face, v_face, o_face = (tint(style.COLORS[r], 0.3) for r in ROLES)
+        cv = _Canvas(6.4, y0 + max(d_k, T_k) * u + 0.45)
+        q_face, k_face, v_face, o_face = (tint(style.COLORS[r], 0.3)
+                                          for r in ("query", "key", "value", "context"))
         y_mid = y0 - T_q * u / 2
         y_lab = y0 - T_q * u - 0.2
 
@@ -481,7 +533,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
             cv.text(x, y_lab - 0.3, shape, size=SMALL)
 
         # S = Q K^T / sqrt(d_k): K^T above S, Q to its left.
-        x_q = 0.2
+        x_q = 0.15
         x_s = x_q + d_k * u + 0.1
         cv.cells(x_q, y0, T_q, d_k, u, q_face, role="query")
         cv.cells(x_s, y0 + d_k * u + 0.1, d_k, T_k, u, k_face, role="key")
@@ -491,7 +543,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         label(x_q + d_k * u / 2, "", r"$T_q \times d_k$")
         label(x_s + T_k * u / 2, r"$S = QK^\top / \sqrt{d_k}$", r"$T_q \times T_k$")
         # The mask M feeds the step from S to the masked scores.
-        x_sm = x_s + T_k * u + 0.85
+        x_sm = x_s + T_k * u + 0.78
         um = 0.15
         x_m = (x_s + T_k * u + x_sm) / 2 - T_k * um / 2
         cv.arrow((x_s + T_k * u + 0.06, y_mid), (x_sm - 0.06, y_mid))
@@ -500,7 +552,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         cv.cells(x_sm, y0, T_q, T_k, u, masked_faces)
         label(x_sm + T_k * u / 2, "masked", r"$T_q \times T_k$")
         # A = softmax(S), row by row.
-        x_a = x_sm + T_k * u + 0.75
+        x_a = x_sm + T_k * u + 0.9
         cv.arrow((x_sm + T_k * u + 0.06, y_mid), (x_a - 0.06, y_mid))
         cv.text((x_sm + T_k * u + x_a) / 2, y_mid + 0.32, "softmax\neach row", size=SMALL)
         cv.cells(x_a, y0, T_q, T_k, u, a_faces)
@@ -513,8 +565,18 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         cv.text(x_o + d_v * u + 0.08, y0 - 0.12, "$O = AV$", ha="left")
         cv.text(x_o + d_v * u + 0.08, y0 - 0.42, r"row $i$: $\mathbf{c}_i$", size=SMALL, ha="left")
         label(x_o + d_v * u / 2 + 0.35, "", r"$T_q \times d_v$")
-        # What the two cells of the mask mean.
-        for x, face, text in ((0.2, PAPER, "$M$ True: may attend"),
+        # What the shades of the cells mean: the two colour maps, then the two cells of the mask.
+        n_shades, w_shade, y_key = 9, 0.11, 0.62
+        for x, name, cmap, low, high in ((0.15, "scores $S$:", diverging, r"$-$", "$+$"),
+                                         (2.65, "weights $A$:", sequential, "0", "1")):
+            cv.text(x, y_key, name, size=SMALL, ha="left")
+            x_low = x + 1.0
+            cv.text(x_low, y_key, low, size=SMALL)
+            x_strip = x_low + 0.14
+            cv.strip(x_strip, y_key, n_shades * w_shade, u,
+                     [to_hex(cmap(v)) for v in np.linspace(0, 1, n_shades)])
+            cv.text(x_strip + n_shades * w_shade + 0.1, y_key, high, size=SMALL)
+        for x, face, text in ((0.15, PAPER, "$M$ True: may attend"),
                               (2.65, MASKED, r"$M$ False: score $-\infty$, weight 0")):
             cv.cells(x, 0.22 + u / 2, 1, 1, u, face)
             cv.text(x + u + 0.08, 0.22, text, size=SMALL, ha="left")

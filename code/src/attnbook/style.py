@@ -2,7 +2,8 @@
 
 Each role has one colour, kept through every chapter: a query is always blue, a key always
 orange, a value always green; a context vector, attention's output, and a model *with*
-attention are vermillion, and the same model *without* it grey. The palette is Okabe and Ito's, which stays distinguishable under
+attention are vermillion, and the same model *without* it grey, as is that model's fixed-length
+context (Chapter 1's diagram). The palette is Okabe and Ito's, which stays distinguishable under
 the common forms of colour blindness. Figures are opaque and light, so they read the same on
 the light theme and as a light card on the dark theme. Captions are the titles: the style
 sets none, and axis labels are written in lower case by the chapters.
@@ -23,6 +24,7 @@ COLORS: dict[str, str] = {
     # A context vector, attention's output (the diagrams of attnbook.diagrams), is drawn in the
     # vermillion of a model with attention: the one thing attention adds to a model.
     "context": "#D55E00",
+    # A model without attention, and its fixed-length context c (attnbook.diagrams).
     "no_attention": "#6E6E6E",
     "reference": "#CC79A7",
     "highlight": "#56B4E9",
