@@ -42,6 +42,7 @@ LINE = "#333333"  # arrows and the outline of neutral boxes: the style's axes.ed
 PAPER = "#ffffff"
 NEUTRAL = "#f2f2f2"  # fill of a box that has no role
 MASKED = "#bdbdbd"  # a masked cell (the score is -inf, the weight zero)
+BAR = "#9a9a9a"  # a weight drawn as a bar (Chapter 4's step)
 FONT = style.MIN_FONT_SIZE + 1  # symbols; words, notes and shapes use MIN_FONT_SIZE
 SMALL = style.MIN_FONT_SIZE
 RC = {"font.size": FONT, "text.color": INK, "mathtext.fontset": "dejavusans",
@@ -349,14 +350,14 @@ def bahdanau_step() -> Figure:
           One decoding step of RNNsearch. The previous state $\\vec{s}_{i-1}$ is the query
           (blue): it scores every annotation $\\vec{h}_j$ through its key $\\vec{k}_j =
           \\vec{h}_j W_k$ (orange); the softmax over $j$ turns the scores $e_{ij}$ into
-          weights $\\alpha_{ij}$ (bar heights); the annotations are also the values (green),
-          and their weighted sum is the context $\\vec{c}_i$ (vermillion), which the GRU
-          reads to make $\\vec{s}_i$.
+          weights $\\alpha_{ij}$ (the heights of the grey bars); the annotations are also the
+          values (green), and their weighted sum is the context $\\vec{c}_i$ (vermillion),
+          which the GRU reads to make $\\vec{s}_i$.
         alt: >-
           Diagram. A row of annotation boxes h 1, h j and h T x at the top. Below each,
           an orange key box k j feeds a score box e i j, which also receives a blue line
           from the query, the previous state s i minus 1 at the bottom left. Each score
-          becomes a weight alpha i j, drawn as a bar; the middle one is tallest. A green
+          becomes a weight alpha i j, drawn as a grey bar; the middle one is tallest. A green
           line from each annotation is multiplied by its weight and the products are summed
           into a vermillion box c i, which enters a GRU together with s i minus 1 and E y i
           minus 1; the GRU outputs s i.
@@ -367,37 +368,38 @@ def bahdanau_step() -> Figure:
     >>> fig.get_size_inches().round(1).tolist()
     [6.2, 5.4]
     """
-    import matplotlib as mpl
-
-    cmap = mpl.colormaps[style.CMAP]
     cols = [(1.95, "1"), (3.55, "j"), (5.45, "T_x")]
     y_h, y_k, y_bus, y_e, y_bar, y_mul, y_sum, y_c, y_rnn = (
         4.95, 4.3, 3.85, 3.45, 2.3, 1.95, 1.55, 1.05, 0.45)
     x_c = 4.5  # the column of the sum, the context and the GRU
+    # Larger than the book's minimum: the figure is 6.2 inches wide and a phone shows it at
+    # about 60 % of its natural size.
+    big, small = FONT + 4, FONT + 3
     with rc_context(RC):
         cv = _Canvas(6.2, 5.4)
         # The query: s_{i-1} projected by W_q, on a bus that reaches every score.
         x_q = 0.62
-        cv.box(x_q, y_rnn, 0.78, 0.46, r"$\mathbf{s}_{i-1}$", role="query", lw=2.0)
+        cv.box(x_q, y_rnn, 0.78, 0.46, r"$\mathbf{s}_{i-1}$", role="query", lw=2.0,
+               size=big)
         cv.line([x_q, x_q, cols[-1][0] - 0.36], [y_rnn + 0.23, y_bus, y_bus], role="query", lw=1.8)
-        cv.text(0.08, y_bus + 0.17, r"$\mathbf{q} = \mathbf{s}_{i-1} W_q$", size=SMALL, ha="left",
+        cv.text(0.08, y_bus + 0.17, r"$\mathbf{q} = \mathbf{s}_{i-1} W_q$", size=small, ha="left",
                 color=style.COLORS["query"])
-        cv.text(0.08, y_k, r"$\mathbf{k}_j = \mathbf{h}_j W_k$", size=SMALL, ha="left")
+        cv.text(0.08, y_k, r"$\mathbf{k}_j = \mathbf{h}_j W_k$", size=small, ha="left")
         weights = np.asarray(_STEP_WEIGHTS)
         for (x, j), a in zip(cols, weights):
-            cv.box(x, y_h, 0.66, 0.44, rf"$\mathbf{{h}}_{{{j}}}$")
+            cv.box(x, y_h, 0.66, 0.44, rf"$\mathbf{{h}}_{{{j}}}$", size=big)
             xk = x - 0.18
             cv.arrow((xk, y_h - 0.22), (xk, y_k + 0.18), role="key")
-            cv.box(xk, y_k, 0.56, 0.36, rf"$\mathbf{{k}}_{{{j}}}$", role="key", size=SMALL)
+            cv.box(xk, y_k, 0.56, 0.36, rf"$\mathbf{{k}}_{{{j}}}$", role="key", size=small)
             cv.arrow((xk, y_k - 0.18), (xk, y_e + 0.2))
             cv.arrow((x - 0.38, y_bus), (x - 0.38, y_e + 0.2), role="query", lw=1.8)
-            cv.box(xk, y_e, 0.6, 0.4, rf"$e_{{i{j}}}$", size=SMALL)
-            # The weight: a bar whose height and colour both follow alpha.
+            cv.box(xk, y_e, 0.6, 0.4, rf"$e_{{i{j}}}$", size=small)
+            # The weight: a grey bar whose height follows alpha (a weight has no role colour).
             cv.arrow((xk, y_e - 0.2), (xk, y_bar + 0.78))
-            cv.text(xk, y_bar + 0.6, rf"$\alpha_{{i{j}}}$", size=SMALL)
+            cv.text(xk, y_bar + 0.6, rf"$\alpha_{{i{j}}}$", size=small)
             cv.line([xk - 0.2, xk + 0.2], [y_bar, y_bar], lw=0.8)
             cv.ax.add_patch(Rectangle((xk - 0.13, y_bar), 0.26, 0.36 * a / weights.max(),
-                                      facecolor=cmap(a / weights.max()), edgecolor=LINE,
+                                      facecolor=BAR, edgecolor=LINE,
                                       linewidth=0.8, zorder=2))
             # The value path: the annotation itself, times its weight.
             xv = x + 0.24
@@ -409,19 +411,19 @@ def bahdanau_step() -> Figure:
         for y in (y_h, y_k, y_e, y_bar + 0.3):
             for x in ((cols[0][0] + cols[1][0]) / 2 + 0.05, (cols[1][0] + cols[2][0]) / 2 + 0.05):
                 cv.text(x, y, r"$\cdots$")
-        cv.text(1.12, y_bar + 0.55, "softmax\nover $j$", size=SMALL)
+        cv.text(1.12, y_bar + 0.55, "softmax\nover $j$", size=small)
         # The context: the weighted sum of the annotations, read by the GRU.
         cv.line([cols[0][0] + 0.24, cols[-1][0] + 0.24], [y_sum, y_sum], role="context", lw=1.8)
         cv.node(x_c, y_sum, r"$\Sigma$", r=0.13)
         cv.arrow((x_c, y_sum - 0.13), (x_c, y_c + 0.2), role="context", lw=1.8)
-        cv.box(x_c, y_c, 0.52, 0.4, r"$\mathbf{c}_i$", role="context", lw=2.0)
+        cv.box(x_c, y_c, 0.52, 0.4, r"$\mathbf{c}_i$", role="context", lw=2.0, size=big)
         cv.arrow((x_c, y_c - 0.2), (x_c, y_rnn + 0.23), role="context", lw=1.8)
-        cv.box(x_c, y_rnn, 0.8, 0.46, r"$\mathrm{GRU}$")
+        cv.box(x_c, y_rnn, 0.8, 0.46, r"$\mathrm{GRU}$", size=big)
         cv.arrow((x_q + 0.39, y_rnn), (x_c - 0.4, y_rnn))
-        cv.text(3.3, y_rnn + 0.3, r"$E y_{i-1}$", size=SMALL)
+        cv.text(3.3, y_rnn + 0.3, r"$E y_{i-1}$", size=small)
         cv.arrow((3.62, y_rnn + 0.26), (x_c - 0.4, y_rnn + 0.12), connection="arc3,rad=-0.1")
         cv.arrow((x_c + 0.4, y_rnn), (5.5, y_rnn))
-        cv.box(5.84, y_rnn, 0.66, 0.46, r"$\mathbf{s}_i$")
+        cv.box(5.84, y_rnn, 0.66, 0.46, r"$\mathbf{s}_i$", size=big)
     return cv.fig
 
 
