@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from attnbook.metrics import alignment_accuracy, corpus_bleu, exact_match, token_accuracy
@@ -159,6 +159,7 @@ long_tokens = st.lists(st.integers(0, 4), min_size=4, max_size=14)
 
 @settings(max_examples=60, deadline=None)
 @given(corpus=st.lists(st.tuples(long_tokens, long_tokens), min_size=1, max_size=6), smooth=st.booleans())
+@example(corpus=[([0, 0, 0, 0], [1, 1, 1, 1])], smooth=True)  # no unigram matches: zero, smoothed or not
 def test_bleu_matches_nltk(corpus, smooth):
     from nltk.translate import bleu_score  # a test requirement: missing is an error, not a skip
 
@@ -174,10 +175,15 @@ def test_bleu_matches_nltk(corpus, smooth):
         theirs = bleu_score.corpus_bleu([[r] for r in refs], hyps, smoothing_function=smoothing)
     if ours > 0:
         assert ours == pytest.approx(theirs, rel=1e-9)
-    else:  # only without smoothing, and only when some n-gram order matches nothing at all
-        assert not smooth
-        assert any(all(bleu_score.modified_precision([r], h, n).numerator == 0 for h, r in zip(hyps, refs))
-                   for n in range(1, 5))
+    else:
+        # Zero only when some n-gram order matches nothing at all; with smoothing (NLTK's method2,
+        # which smooths the orders 2 to 4 but not the unigrams) only when no unigram matches,
+        # and then NLTK's score is zero too.
+        matches = [sum(bleu_score.modified_precision([r], h, n).numerator
+                       for h, r in zip(hyps, refs)) for n in range(1, 5)]
+        assert 0 in matches
+        if smooth:
+            assert matches[0] == 0 and theirs == 0
 
 
 # ---------------------------------------------------------------- alignment accuracy
