@@ -1,5 +1,8 @@
 """Shared test settings: one BLAS thread and one hypothesis profile for the whole package suite."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -18,6 +21,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("attnbook")
+
+# Shared toy models (toy_decoders.py) are imported by name: pytest's importlib mode does not
+# put the tests' folder on the path, so this does, here and in the browser's Python.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

@@ -14,38 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnbook.decoding import beam_search, greedy_decode
+from toy_decoders import LastWord
 
 EOS, A, B, C = 2, 3, 4, 5
-
-
-@dataclass(frozen=True)
-class LastWordState:
-    prev: np.ndarray
-    attention: None = None
-
-
-class LastWord:
-    """Next-word probabilities that depend on the previous word only (unlisted words: ~0)."""
-
-    def __init__(self, table, vocab=6):
-        self.table, self.vocab = table, vocab
-
-    def logits(self, prev):
-        out = np.full((len(prev), self.vocab), -1e9)
-        for row, p in enumerate(prev):
-            for y, prob in self.table.get(int(p), {EOS: 1.0}).items():
-                out[row, y] = np.log(prob)
-        return out
-
-    def start(self, src, src_mask=None, bos=1, use_cache=True):
-        prev = np.full(len(src), bos)
-        return self.logits(prev), LastWordState(prev)
-
-    def step(self, state, y):
-        return self.logits(y), LastWordState(np.asarray(y))
-
-    def select(self, state, index):
-        return LastWordState(state.prev[index])
 
 
 # By hand, beam of 2, length penalty 1 (score = log-probability per word, EOS counted):

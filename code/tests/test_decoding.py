@@ -2,8 +2,6 @@
 outputs, and the key/value cache gives the same results as recomputing. When beam search may
 stop is tested in test_beam_stopping.py."""
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
@@ -11,44 +9,19 @@ from attnbook import no_grad
 from attnbook.decoding import beam_search, greedy_decode
 from attnbook.seq2seq import Seq2Seq, Seq2SeqConfig
 from attnbook.transformer import POSITIONS, CausalLM, EncoderDecoderTransformer, TransformerConfig
+from toy_decoders import LastWord
 
 EOS, A, B = 2, 3, 4
 
 
-@dataclass(frozen=True)
-class ChainState:
-    prev: np.ndarray
-    attention: None = None
-
-    def select(self, index):
-        return ChainState(self.prev[index])
-
-
-class Chain:
+def Chain():
     """A toy model whose next-word probabilities depend on the previous word only.
 
     After BOS: A 0.6, B 0.4. After A: A 0.36, B 0.34, EOS 0.3. After B: EOS 0.99.
     Greedy follows A forever; the most probable output is "B EOS" (0.396).
     """
-
-    table = {1: {A: 0.6, B: 0.4}, A: {A: 0.36, B: 0.34, EOS: 0.3}, B: {EOS: 0.99, A: 0.01}}
-
-    def logits(self, prev):
-        out = np.full((len(prev), 5), -1e9)
-        for row, p in enumerate(prev):
-            for y, prob in self.table.get(int(p), {EOS: 1.0}).items():
-                out[row, y] = np.log(prob)
-        return out
-
-    def start(self, src, src_mask=None, bos=1, use_cache=True):
-        prev = np.full(len(src), bos)
-        return self.logits(prev), ChainState(prev)
-
-    def step(self, state, y):
-        return self.logits(y), ChainState(np.asarray(y))
-
-    def select(self, state, index):
-        return state.select(index)
+    return LastWord({1: {A: 0.6, B: 0.4}, A: {A: 0.36, B: 0.34, EOS: 0.3},
+                     B: {EOS: 0.99, A: 0.01}}, vocab=5)
 
 
 def test_beam_finds_the_better_output_that_greedy_misses():
