@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import re
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -97,7 +98,7 @@ def case(request):
 
 
 def test_every_public_diagram_is_tested():
-    public = {name for name in diagrams.__all__ if name not in ("ROLES", "tint")}
+    public = {name for name in diagrams.__all__ if name not in ("ROLES", "SDPA_SIZES", "tint")}
     assert public == set(CASES)
 
 
@@ -322,6 +323,20 @@ def test_invalid_arguments_say_what_to_do(call):
 def test_every_mask_variant_draws_within_the_rules(kwargs):
     fig = diagrams.scaled_dot_product_attention(**kwargs)
     assert all(t.get_fontsize() >= style.MIN_FONT_SIZE for t in texts(fig))
+
+
+@pytest.mark.parametrize("mask", ["padding", "causal", None])
+def test_the_flow_of_shapes_draws_the_sizes_it_declares(mask):
+    # Chapter 5's caption states SDPA_SIZES and asserts them: the drawn matrices must match.
+    from matplotlib.patches import Rectangle
+
+    T_q, T_k, d_k, d_v = diagrams.SDPA_SIZES[mask]
+    fig = diagrams.scaled_dot_product_attention(mask=mask)
+    cells = Counter(p.get_gid() for p in fig.axes[0].patches
+                    if isinstance(p, Rectangle) and p.get_fill() and p.get_gid())
+    # Each matrix of a role: its cells, plus one unfilled frame (not counted).
+    assert cells == {"role:query": T_q * d_k, "role:key": d_k * T_k,
+                     "role:value": T_k * d_v, "role:context": T_q * d_v}
 
 
 @pytest.mark.parametrize("function, kwargs", [

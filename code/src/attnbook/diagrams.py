@@ -25,6 +25,7 @@ from attnbook import style
 
 __all__ = [
     "ROLES",
+    "SDPA_SIZES",
     "tint",
     "encoder_decoder",
     "bahdanau_step",
@@ -437,6 +438,11 @@ def _example_scores(T_q: int, T_k: int, d_k: int) -> tuple[np.ndarray, np.ndarra
     return q, s
 
 
+#: The illustrative sizes ``(T_q, T_k, d_k, d_v)`` that :func:`scaled_dot_product_attention`
+#: draws for each mask (a chapter's caption states them and asserts them against this).
+SDPA_SIZES = {"padding": (3, 4, 3, 2), "causal": (4, 4, 3, 2), None: (3, 4, 3, 2)}
+
+
 def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     """Scaled dot-product attention as a flow of shapes, as Chapter 5 writes it.
 
@@ -503,7 +509,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
 
     if mask not in ("padding", "causal", None):
         raise ValueError(f'mask must be "padding", "causal" or None, got {mask!r}')
-    T_q, T_k, d_k, d_v = (4, 4, 3, 2) if mask == "causal" else (3, 4, 3, 2)
+    T_q, T_k, d_k, d_v = SDPA_SIZES[mask]
     keep = np.ones((T_q, T_k), dtype=bool)
     if mask == "padding":
         keep[:, -1] = False
