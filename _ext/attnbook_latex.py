@@ -1,7 +1,7 @@
 """Sphinx extension: the PDF edition's structure, repaired where Jupyter Book's LaTeX gets it wrong.
 
 Jupyter Book's LaTeX (sphinx-jupyterbook-latex 1.0, sphinx-proof 0.4) assembles the book from
-the root page and the table of contents. Four things it does are wrong for this book; each
+the root page and the table of contents. Six things it does are wrong for this book; each
 repair below is a transform of the assembled document for the LaTeX builder only, so the HTML
 is untouched, and ``tests/test_pdf.py`` checks the result in the LaTeX source.
 
@@ -21,6 +21,9 @@ is untouched, and ``tests/test_pdf.py`` checks the result in the LaTeX source.
    every definition, theorem, algorithm and exercise "Definition 1.1.1" where the website
    (and every cross-reference in the text) says "Definition 1.1". Those are numbered by chapter,
    as on the website.
+6. sphinx-exercise resolves a reference to an exercise for LaTeX only within its own page; a
+   reference from another page pointed at a label it never prints, and the PDF showed "??".
+   Such a reference is made the one sphinx-exercise prints for its own page.
 """
 
 from __future__ import annotations
@@ -164,10 +167,34 @@ def number_by_chapter(app: Sphinx, env) -> list[str]:
     return []
 
 
+class ExercisesAcrossPages(SphinxPostTransform):
+    """A reference to an exercise on another page: point it at the label the exercise prints."""
+
+    default_priority = 25  # after sphinx-exercise's ResolveLinkTextToSolutions (22)
+    builders = ("latex",)
+
+    def run(self, **kwargs) -> None:
+        from sphinx_exercise.nodes import exercise_enumerable_node, exercise_latex_number_reference
+
+        registry = getattr(self.env, "sphinx_exercise_registry", {})
+        for node in list(self.document.findall(nodes.reference)):
+            # The LaTeX builder writes a reference to another page as "%<docname>#<label>".
+            uri = node.get("refuri", "")
+            label = uri.partition("#")[2] if uri.startswith("%") else ""
+            target = registry.get(label, {}).get("node")
+            if not isinstance(target, exercise_enumerable_node):
+                continue
+            # sphinx-exercise prints "\hyperref[exercise:<label>]{<text>}" for this node.
+            new = exercise_latex_number_reference(refid=label)
+            new += nodes.Text(node.astext())
+            node.replace_self(new)
+
+
 def setup(app: Sphinx) -> dict:
     app.add_config_value("attnbook_latex_introduction", "Introduction", "env")
     app.add_config_value("attnbook_latex_bibliography_page", "book/bibliography", "env")
-    for transform in (IntroductionChapter, PartTitles, BibliographyOnce, ProofsAsInBooks):
+    for transform in (IntroductionChapter, PartTitles, BibliographyOnce, ProofsAsInBooks,
+                      ExercisesAcrossPages):
         app.add_post_transform(transform)
     app.connect("env-get-updated", number_by_chapter, priority=900)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

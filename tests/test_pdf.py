@@ -67,12 +67,22 @@ def test_vec_is_bold_once_the_document_begins(log):
     # made its definitions.
     meaning = re.findall(r"attnbook-check: vec=(.*)", log)
     assert meaning, "the LaTeX log does not say what \\vec means: is the check in the preamble?"
-    assert meaning[-1].strip().endswith(r"->\mathbf {#1}"), f"\\vec is {meaning[-1]}, not bold"
+    assert meaning[-1].strip().endswith(r"->\symbf {#1}"), f"\\vec is {meaning[-1]}, not bold"
+
+
+def test_every_character_is_printed(log):
+    # A glyph missing from its font is dropped from the page: \mathbf{\alpha} took the bold
+    # text font, which has no math Greek, and every bold alpha, beta and gamma vanished. The
+    # zero-width space (U+200B), a line-break opportunity Sphinx puts in long code, prints
+    # nothing in any font.
+    missing = set(re.findall(r"Missing character: There is no (.) \((U\+[0-9A-F]+)\)", log))
+    assert not {m for m in missing if m[1] != "U+200B"}, f"characters dropped: {sorted(missing)}"
 
 
 def test_no_unresolved_reference_or_citation(log, tex):
+    # A warning is wrapped at 79 columns by TeX: "undefined" may start the next line.
     unresolved = re.findall(r"LaTeX Warning: (?:Reference|Citation|Hyper reference) `([^']+)'"
-                            r".*?undefined", log)
+                            r"[^`]*?undefined", log)
     assert not unresolved, f"unresolved in the PDF: {sorted(set(unresolved))}"
     assert "There were undefined references" not in log
     # Sphinx prints a reference it could not resolve as its bare target.
