@@ -210,7 +210,7 @@ def encoder_decoder() -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        A 6.4 x 3.5 inch diagram.
+        A 6.2 x 3.5 inch diagram.
 
     See Also
     --------
@@ -244,7 +244,7 @@ def encoder_decoder() -> Figure:
     --------
     >>> fig = encoder_decoder()
     >>> fig.get_size_inches().round(1).tolist()
-    [6.4, 3.5]
+    [6.2, 3.5]
     """
     from matplotlib.patheffects import Normal, Stroke
 
@@ -252,7 +252,7 @@ def encoder_decoder() -> Figure:
     # A line that crosses another is drawn over it with a white gap on both sides.
     hop = [Stroke(linewidth=5, foreground=PAPER), Normal()]
     with rc_context(RC):
-        cv = _Canvas(6.4, 3.5)
+        cv = _Canvas(6.2, 3.5)
         y_word, y_box, h_box = 0.3, 1.35, 0.52
         y_out, h_out, w_out = 2.22, 0.4, 0.74  # the output layer above each state
         y_bus = 3.02  # the context's wire to every step, above the decoder
@@ -460,7 +460,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        A 6.4 x 3.4 inch diagram (3.6 inches tall with the causal mask).
+        A 6.2 x 3.4 inch diagram (3.6 inches tall with the causal mask).
 
     Raises
     ------
@@ -503,7 +503,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     --------
     >>> fig = scaled_dot_product_attention(mask="causal")
     >>> fig.get_size_inches().round(2).tolist()
-    [6.4, 3.6]
+    [6.2, 3.6]
     """
     import matplotlib as mpl
 
@@ -529,7 +529,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     u = 0.2  # one cell
     y0 = 1.0 + T_q * u + 0.55  # top edge of the results' row (two rows of keys below)
     with rc_context(RC):
-        cv = _Canvas(6.4, y0 + max(d_k, T_k) * u + 0.45)
+        cv = _Canvas(6.2, y0 + max(d_k, T_k) * u + 0.45)
         q_face, k_face, v_face, o_face = (tint(style.COLORS[r], 0.3)
                                           for r in ("query", "key", "value", "context"))
         y_mid = y0 - T_q * u / 2
