@@ -11,10 +11,12 @@ measures, after MathJax has typeset the page:
   shows it, by fading out where more waits (_static/attnbook-scroll.js); on a desktop no table
   needs to scroll;
 - equation numbers: none drawn over its equation (a long equation scrolls beside its number);
-- figures: every text of every figure at least ``MIN_TEXT_PX`` on screen. A figure is an SVG
-  (attnbook.style makes every notebook figure one), whose texts matplotlib writes as glyph
-  outlines scaled to their font size: the size on screen is that size times the ratio of the
-  displayed width to the SVG's own width. A raster figure cannot be measured and is reported.
+- figures: every text of every figure at least ``MIN_TEXT_PX`` on screen, on the light and on
+  the dark theme. A figure is an SVG (attnbook.style makes every notebook figure one), whose
+  texts matplotlib writes as glyph outlines scaled to their font size: the size on screen is
+  that size times the ratio of the drawing's width on screen (the image's width less its
+  padding: the dark theme frames a figure as a padded card) to the SVG's own width. A raster
+  figure cannot be measured and is reported.
 
 The rule for figure text (``MIN_TEXT_PX``): on the desktop, no smaller than the page's small
 print (its smallest reading text, code, is 14 px: 0.875 of the 16 px text; measured by
@@ -45,14 +47,23 @@ HTML = Path(os.environ.get("ATTNBOOK_SITE", BUILT))
 # name: (width, height, device pixel ratio, mobile)
 VIEWPORTS = {"phone": (390, 844, 3, True), "desktop": (1280, 800, 1, False)}
 MIN_TEXT_PX = {"phone": 9.0, "desktop": 14.0}
+# Figures are measured on both themes: the dark one frames each figure as a padded card
+# (_static/attnbook.css), which leaves the drawing less width than the light one.
+THEMES = ("light", "dark")
 SMALL_PRINT_PX = 14.0
 
 # Figures (their HTML id: the figure's `name`) whose text is still smaller than MIN_TEXT_PX,
-# with the width at which they fail. Chapter authors remove their entries as they fix them.
+# with the width and theme at which they fail ("phone dark"). Chapter authors remove their entries as they fix them.
 KNOWN_OFFENDERS: dict[str, set[str]] = {
+    # Two diagrams of attnbook.diagrams drawn 6.6 in (475.2 pt) wide: on a phone, in the 386 px
+    # left by the 2 px inset on either side, their 11 pt text is 8.94 px. Drawn at most 6.55 in
+    # wide (or with the text on a larger size), they leave this list.
+    "fig-ch1-encoder-decoder": {"phone light", "phone dark"},
+    "fig-ch5-sdpa": {"phone light", "phone dark"},
 }
 
 MEASURE = r"""(async () => {
+  const THEMES = @@THEMES@@;
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) await MathJax.startup.promise;
   await document.fonts.ready;
   // attnbook-scroll.js marks the boxes that scroll once MathJax is done.
@@ -68,7 +79,7 @@ MEASURE = r"""(async () => {
       + ` "${text.slice(0, 50)}"`;
   };
   const found = {pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth,
-                 wide: [], clipped: [], numbers: [], figures: [], raster: [], smallPrint: null};
+                 wide: [], clipped: [], numbers: [], figures: {}, raster: [], smallPrint: null};
   // Boxes that must stay inside the text column.
   const boxes = article.querySelectorAll(
     'div.math, mjx-container[display="true"], table, div.highlight, pre, div.cell_output, '
@@ -128,33 +139,51 @@ MEASURE = r"""(async () => {
     const sameLine = Math.min(n.bottom, visible.bottom) - Math.max(n.top, visible.top) > 0;
     if (overlap > 1 && sameLine) found.numbers.push(`${where(math)}: number ${number.textContent.replace('#', '').trim()} covers ${Math.round(overlap)} px of the equation`);
   }
-  // Figures: the font size of every text of every SVG, on screen.
+  // Figures: the font size of every text of every SVG, on screen, on the light and on the dark
+  // theme (the dark theme frames each figure as a padded card: the padding is not the figure's).
+  const svgs = {};
+  const measureFigures = async () => {
+    const figures = [];
+    for (const img of article.querySelectorAll('img')) {
+      const r = img.getBoundingClientRect();
+      if (r.width === 0 || !img.src.toLowerCase().endsWith('.svg')) continue;
+      const figure = img.closest('figure');
+      const id = figure && figure.id ? figure.id : where(img);
+      if (!(img.src in svgs))
+        svgs[img.src] = new DOMParser().parseFromString(await (await fetch(img.src)).text(), 'image/svg+xml');
+      const root = svgs[img.src].documentElement;
+      const viewBox = (root.getAttribute('viewBox') || '').split(/\s+/).map(Number);
+      // The drawing fills the image's content box: its width less padding and border.
+      const st = getComputedStyle(img);
+      const inset = ['paddingLeft', 'paddingRight', 'borderLeftWidth', 'borderRightWidth']
+        .reduce((sum, side) => sum + (parseFloat(st[side]) || 0), 0);
+      const scale = (r.width - inset) / viewBox[2];
+      const sizes = [];
+      for (const g of root.querySelectorAll('g[id^="text_"]')) {
+        const inner = [...g.querySelectorAll('g[transform], use[transform]')]
+          .map(e => /scale\(([-\d.e]+)[ ,]+(-?[\d.e]+)\)/.exec(e.getAttribute('transform')))
+          .filter(m => m && Math.abs(Number(m[1])) === Math.abs(Number(m[2])));
+        if (!inner.length) continue;
+        const points = 100 * Math.max(...inner.map(m => Math.abs(Number(m[1]))));
+        const comment = [...g.childNodes].find(c => c.nodeType === 8);
+        sizes.push({text: comment ? comment.textContent.trim() : g.id, px: points * scale});
+      }
+      figures.push({id, width: Math.round(r.width - inset), inset, sizes});
+    }
+    return figures;
+  };
   for (const img of article.querySelectorAll('img')) {
     const r = img.getBoundingClientRect();
-    if (r.width === 0) continue;
-    const figure = img.closest('figure');
-    const id = figure && figure.id ? figure.id : where(img);
-    if (!img.src.toLowerCase().endsWith('.svg')) {
-      if (img.closest('div.cell_output, figure'))
-        found.raster.push(`${id}: ${img.src.split('/').pop()} (${img.naturalWidth} px shown at ${Math.round(r.width)} px)`);
-      continue;
-    }
-    const svg = new DOMParser().parseFromString(await (await fetch(img.src)).text(), 'image/svg+xml');
-    const root = svg.documentElement;
-    const viewBox = (root.getAttribute('viewBox') || '').split(/\s+/).map(Number);
-    const scale = r.width / viewBox[2];
-    const sizes = [];
-    for (const g of root.querySelectorAll('g[id^="text_"]')) {
-      const inner = [...g.querySelectorAll('g[transform], use[transform]')]
-        .map(e => /scale\(([-\d.e]+)[ ,]+(-?[\d.e]+)\)/.exec(e.getAttribute('transform')))
-        .filter(m => m && Math.abs(Number(m[1])) === Math.abs(Number(m[2])));
-      if (!inner.length) continue;
-      const points = 100 * Math.max(...inner.map(m => Math.abs(Number(m[1]))));
-      const comment = [...g.childNodes].find(c => c.nodeType === 8);
-      sizes.push({text: comment ? comment.textContent.trim() : g.id, px: points * scale});
-    }
-    found.figures.push({id, width: Math.round(r.width), sizes});
+    if (r.width > 0 && !img.src.toLowerCase().endsWith('.svg') && img.closest('div.cell_output, figure'))
+      found.raster.push(`${img.closest('figure') && img.closest('figure').id ? img.closest('figure').id : where(img)}: ${img.src.split('/').pop()} (${img.naturalWidth} px shown at ${Math.round(r.width)} px)`);
   }
+  const html = document.documentElement, chosen = html.dataset.theme;
+  for (const theme of THEMES) {
+    html.dataset.theme = theme;
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    found.figures[theme] = await measureFigures();
+  }
+  if (chosen === undefined) delete html.dataset.theme; else html.dataset.theme = chosen;
   // Search fields shown (one is enough), and the weight of the captions.
   const shown = e => { const r = e.getBoundingClientRect(), st = getComputedStyle(e);
                        return r.width > 0 && r.height > 0 && st.visibility !== 'hidden'; };
@@ -167,7 +196,7 @@ MEASURE = r"""(async () => {
     .map(e => parseFloat(getComputedStyle(e).fontSize)).filter(v => v > 0);
   found.smallPrint = sizes.length ? Math.min(...sizes) : null;
   return found;
-})()"""
+})()""".replace("@@THEMES@@", json.dumps(THEMES))
 
 
 def browser_tools():
@@ -254,14 +283,15 @@ def test_no_equation_number_covers_its_equation(measurements, width):
 
 
 def figure_offences(measurements) -> dict[str, dict[str, list[str]]]:
-    """figure id -> width name -> its texts below the minimum, as 'text: size'."""
+    """figure id -> 'width theme' (e.g. 'phone dark') -> its texts below the minimum, as 'text: size'."""
     offences: dict[str, dict[str, list[str]]] = defaultdict(dict)
     for (width, path), m in measurements.items():
-        for figure in m["figures"]:
-            small = [f"{s['text'][:40]!r} {s['px']:.1f} px" for s in figure["sizes"]
-                     if s["px"] < MIN_TEXT_PX[width] - 0.05]
-            if small:
-                offences[f"{path}#{figure['id']}"][width] = small
+        for theme in THEMES:
+            for figure in m["figures"][theme]:
+                small = [f"{s['text'][:40]!r} {s['px']:.1f} px" for s in figure["sizes"]
+                         if s["px"] < MIN_TEXT_PX[width] - 0.05]
+                if small:
+                    offences[f"{path}#{figure['id']}"][f"{width} {theme}"] = small
     return offences
 
 
@@ -271,13 +301,15 @@ def _figure_key(key: str) -> str:
 
 @pytest.mark.slow
 def test_every_figure_text_is_large_enough(measurements):
-    assert any(m["figures"] for m in measurements.values()), "no SVG figure found on any page"
+    for theme in THEMES:
+        assert any(m["figures"][theme] for m in measurements.values()), f"no SVG figure found on the {theme} theme"
     problems = []
     for key, widths in sorted(figure_offences(measurements).items()):
-        for width, small in widths.items():
-            if width in KNOWN_OFFENDERS.get(_figure_key(key), set()):
+        for where, small in widths.items():
+            if where in KNOWN_OFFENDERS.get(_figure_key(key), set()):
                 continue
-            problems.append(f"{key} at {width} width (minimum {MIN_TEXT_PX[width]} px): "
+            width, theme = where.split()
+            problems.append(f"{key} at {width} width, {theme} theme (minimum {MIN_TEXT_PX[width]} px): "
                             f"{len(small)} texts too small, e.g. " + "; ".join(small[:4]))
     assert not problems, _report(problems, "figures with text too small to read")
 
@@ -385,6 +417,7 @@ def test_the_measurement_notices_every_defect(tmp_path):
     (tmp_path / "fig.svg").write_text(svg)
     (tmp_path / "index.html").write_text(
         '<!DOCTYPE html><html><head><meta name="viewport" content="width=device-width">'
+        '<style>html[data-theme="dark"] img {padding: 20px; box-sizing: border-box}</style>'
         '</head><body><article class="bd-article" style="width:300px">'
         '<div style="width:600px">too wide</div>'
         '<div class="highlight" style="width:500px"><pre>wider than the column</pre></div>'
@@ -407,9 +440,12 @@ def test_the_measurement_notices_every_defect(tmp_path):
     assert any("highlight" in w for w in m["wide"]), m["wide"]
     assert any("hidden by div" in c for c in m["clipped"]), m["clipped"]
     assert [x["shown"] for x in m["scrollers"]] == [False], m["scrollers"]
-    (figure,) = m["figures"]
+    (figure,) = m["figures"]["light"]
     assert figure["id"] == "fig-tiny"
     assert figure["sizes"][0]["px"] == pytest.approx(5 * 300 / 460.8, rel=0.01)
+    # On the dark theme the page pads the image by 20 px a side: the drawing is 260 px wide.
+    (figure,) = m["figures"]["dark"]
+    assert figure["sizes"][0]["px"] == pytest.approx(5 * 260 / 460.8, rel=0.01)
 
 
 def test_no_equation_reference_in_double_parentheses():
