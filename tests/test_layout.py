@@ -55,11 +55,6 @@ SMALL_PRINT_PX = 14.0
 # Figures (their HTML id: the figure's `name`) whose text is still smaller than MIN_TEXT_PX,
 # with the width and theme at which they fail ("phone dark"). Chapter authors remove their entries as they fix them.
 KNOWN_OFFENDERS: dict[str, set[str]] = {
-    # Two diagrams of attnbook.diagrams drawn 6.6 in (475.2 pt) wide: on a phone, in the 386 px
-    # left by the 2 px inset on either side, their 11 pt text is 8.94 px. Drawn at most 6.55 in
-    # wide (or with the text on a larger size), they leave this list.
-    "fig-ch1-encoder-decoder": {"phone light", "phone dark"},
-    "fig-ch5-sdpa": {"phone light", "phone dark"},
 }
 
 MEASURE = r"""(async () => {
