@@ -19,6 +19,9 @@ parse with the parts' length distributions.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -295,9 +298,16 @@ _CLAUSE_POW = _powers(_conv(_SUBJ_LEN, _CLAUSE_RESTS[0]), MAX_LEN // 3 + 1)
 
 
 def _draw(rng, weights):
-    """Index i with probability weights[i] / sum(weights): one uniform, no validation overhead."""
-    c = np.cumsum(weights)
-    return int(np.searchsorted(c, rng.random() * c[-1], side="right"))
+    """Index i with probability weights[i] / sum(weights): one uniform, no validation overhead.
+
+    Plain Python on a handful of floats: the running sums are added left to right as
+    ``np.cumsum`` adds them, and ``bisect_right`` is ``np.searchsorted(..., side="right")``,
+    so the index is the same, without NumPy's per-call cost on tiny arrays.
+    """
+    if isinstance(weights, np.ndarray):
+        weights = weights.tolist()
+    c = list(itertools.accumulate(weights))
+    return bisect.bisect_right(c, rng.random() * c[-1])
 
 
 def _pick(rng, items):
