@@ -152,9 +152,11 @@ class Adam:
             # Every parameter has a gradient (the usual case): one update of the flat moments.
             g = np.concatenate([self._gradient(p).reshape(-1) for p in self.params])
             updates = self._views(self._update(self._m_flat, self._v_flat, g, step_size, eps))
-        else:
-            updates = [None if p.grad is None else self._update(m, v, self._gradient(p), step_size, eps)
-                       for p, m, v in zip(self.params, self.m, self.v)]
+        else:  # parameter by parameter, on its (1-D) stretch of the flat moments
+            starts = [0] + self._ends[:-1]
+            updates = [None if p.grad is None else self._update(
+                self._m_flat[a:b], self._v_flat[a:b], self._gradient(p).reshape(-1), step_size, eps,
+            ).reshape(p.data.shape) for p, a, b in zip(self.params, starts, self._ends)]
         for p, u in zip(self.params, updates):
             if u is not None:
                 p.data -= u
@@ -166,13 +168,25 @@ class Adam:
         return p.grad
 
     def _update(self, m, v, g, step_size, eps):
-        """Update the moments m, v in place with gradient g; return the step to subtract."""
+        """Update the moments m, v in place with gradient g; return the step to subtract.
+
+        ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``, step ``step_size m / (sqrt(v) + eps)``,
+        computed in one scratch array ``t`` (products written as ``g^2 (1 - b2)`` are the same
+        numbers: IEEE multiplication commutes).
+        """
         b1, b2 = self.betas
+        t = (1.0 - b1) * g
         m *= b1
-        m += (1.0 - b1) * g
+        m += t
+        np.multiply(g, g, out=t)
+        t *= 1.0 - b2
         v *= b2
-        v += (1.0 - b2) * (g * g)
-        return step_size * m / (np.sqrt(v) + eps)
+        v += t
+        np.sqrt(v, out=t)
+        t += eps
+        step = step_size * m
+        step /= t
+        return step
 
 
 class AdamW(Adam):

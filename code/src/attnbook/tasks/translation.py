@@ -80,6 +80,8 @@ _PRONOUNS = {"he": ("il", "m", False), "she": ("elle", "f", False), "they": ("il
 _VERBS = {**_INTRANSITIVE, **_TRANSITIVE}
 _PLURAL_NOUNS = {v[0]: k for k, v in _NOUNS.items()}
 _ELIDING = {"oiseau", "arbre", "homme"}  # vowel or mute h: le/la -> l'
+_ANY_NOUN = frozenset(_NOUNS) | frozenset(_PLURAL_NOUNS)  # singular or plural English nouns
+_DETERMINERS = frozenset({"the", "a"})
 
 
 def _agree(forms, gender, plural):
@@ -160,9 +162,9 @@ class _Translator:
         self.align.append(src_pos)
 
     def noun_phrase(self):
-        det = self.take({"the", "a"}, "'the' or 'a'")
+        det = self.take(_DETERMINERS, "'the' or 'a'")
         pre, post = self.optional(_PRE_ADJ), self.optional(_POST_ADJ)
-        noun = self.take(_NOUNS.keys() | _PLURAL_NOUNS.keys(), "a noun")
+        noun = self.take(_ANY_NOUN, "a noun")
         plural = self.words[noun] in _PLURAL_NOUNS
         lemma = _PLURAL_NOUNS.get(self.words[noun], self.words[noun])
         _, fr_sg, fr_pl, gender = _NOUNS[lemma]
