@@ -122,9 +122,17 @@ class Adam:
         sizes = [p.data.size for p in self.params]
         self._ends = np.cumsum(sizes).tolist()
         self._m_flat, self._v_flat = np.zeros(self._ends[-1]), np.zeros(self._ends[-1])
-        self.m = self._views(self._m_flat)
-        self.v = self._views(self._v_flat)
         self.step_count = 0
+
+    @property
+    def m(self):
+        """The first moments, one array per parameter (views of the flat state)."""
+        return self._views(self._m_flat)
+
+    @property
+    def v(self):
+        """The second moments, one array per parameter (views of the flat state)."""
+        return self._views(self._v_flat)
 
     def _views(self, flat):
         """Split a flat array into one view per parameter, in the parameter's shape."""
