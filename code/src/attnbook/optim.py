@@ -115,9 +115,29 @@ class Adam:
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         self.params, self.lr = _params(params), lr
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
-        self.m = [np.zeros_like(p.data) for p in self.params]
-        self.v = [np.zeros_like(p.data) for p in self.params]
+        # The moments of all parameters live in two flat arrays; m[i] and v[i] are views of
+        # them in the shape of parameter i. A step then updates every parameter's moments
+        # with a dozen NumPy calls instead of a dozen per parameter (the same arithmetic,
+        # element by element, so the same numbers).
+        sizes = [p.data.size for p in self.params]
+        self._ends = np.cumsum(sizes).tolist()
+        self._m_flat, self._v_flat = np.zeros(self._ends[-1]), np.zeros(self._ends[-1])
         self.step_count = 0
+
+    @property
+    def m(self):
+        """The first moments, one array per parameter (views of the flat state)."""
+        return self._views(self._m_flat)
+
+    @property
+    def v(self):
+        """The second moments, one array per parameter (views of the flat state)."""
+        return self._views(self._v_flat)
+
+    def _views(self, flat):
+        """Split a flat array into one view per parameter, in the parameter's shape."""
+        starts = [0] + self._ends[:-1]
+        return [flat[a:b].reshape(p.data.shape) for p, a, b in zip(self.params, starts, self._ends)]
 
     def zero_grad(self):
         """Forget every parameter's gradient."""
@@ -132,20 +152,49 @@ class Adam:
         # Both bias corrections folded into one step size.
         step_size = self.lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
         eps = self.eps * math.sqrt(1.0 - b2**t)
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            g = p.grad
-            if self.weight_decay:
-                if self.decoupled:
+        if self.weight_decay and self.decoupled:
+            for p in self.params:
+                if p.grad is not None:
                     p.data *= 1.0 - self.lr * self.weight_decay
-                else:
-                    g = g + self.weight_decay * p.data
-            m *= b1
-            m += (1.0 - b1) * g
-            v *= b2
-            v += (1.0 - b2) * (g * g)
-            p.data -= step_size * m / (np.sqrt(v) + eps)
+        if all(p.grad is not None for p in self.params):
+            # Every parameter has a gradient (the usual case): one update of the flat moments.
+            g = np.concatenate([self._gradient(p).reshape(-1) for p in self.params])
+            updates = self._views(self._update(self._m_flat, self._v_flat, g, step_size, eps))
+        else:  # parameter by parameter, on its (1-D) stretch of the flat moments
+            starts = [0] + self._ends[:-1]
+            updates = [None if p.grad is None else self._update(
+                self._m_flat[a:b], self._v_flat[a:b], self._gradient(p).reshape(-1), step_size, eps,
+            ).reshape(p.data.shape) for p, a, b in zip(self.params, starts, self._ends)]
+        for p, u in zip(self.params, updates):
+            if u is not None:
+                p.data -= u
+
+    def _gradient(self, p):
+        """The gradient Adam's moments see: with coupled weight decay, ``grad + wd * p``."""
+        if self.weight_decay and not self.decoupled:
+            return p.grad + self.weight_decay * p.data
+        return p.grad
+
+    def _update(self, m, v, g, step_size, eps):
+        """Update the moments m, v in place with gradient g; return the step to subtract.
+
+        ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``, step ``step_size m / (sqrt(v) + eps)``,
+        computed in one scratch array ``t`` (products written as ``g^2 (1 - b2)`` are the same
+        numbers: IEEE multiplication commutes).
+        """
+        b1, b2 = self.betas
+        t = (1.0 - b1) * g
+        m *= b1
+        m += t
+        np.multiply(g, g, out=t)
+        t *= 1.0 - b2
+        v *= b2
+        v += t
+        np.sqrt(v, out=t)
+        t += eps
+        step = step_size * m
+        step /= t
+        return step
 
 
 class AdamW(Adam):

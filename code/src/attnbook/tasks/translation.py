@@ -19,6 +19,9 @@ parse with the parts' length distributions.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -77,6 +80,8 @@ _PRONOUNS = {"he": ("il", "m", False), "she": ("elle", "f", False), "they": ("il
 _VERBS = {**_INTRANSITIVE, **_TRANSITIVE}
 _PLURAL_NOUNS = {v[0]: k for k, v in _NOUNS.items()}
 _ELIDING = {"oiseau", "arbre", "homme"}  # vowel or mute h: le/la -> l'
+_ANY_NOUN = frozenset(_NOUNS) | frozenset(_PLURAL_NOUNS)  # singular or plural English nouns
+_DETERMINERS = frozenset({"the", "a"})
 
 
 def _agree(forms, gender, plural):
@@ -157,9 +162,9 @@ class _Translator:
         self.align.append(src_pos)
 
     def noun_phrase(self):
-        det = self.take({"the", "a"}, "'the' or 'a'")
+        det = self.take(_DETERMINERS, "'the' or 'a'")
         pre, post = self.optional(_PRE_ADJ), self.optional(_POST_ADJ)
-        noun = self.take(_NOUNS.keys() | _PLURAL_NOUNS.keys(), "a noun")
+        noun = self.take(_ANY_NOUN, "a noun")
         plural = self.words[noun] in _PLURAL_NOUNS
         lemma = _PLURAL_NOUNS.get(self.words[noun], self.words[noun])
         _, fr_sg, fr_pl, gender = _NOUNS[lemma]
@@ -295,9 +300,16 @@ _CLAUSE_POW = _powers(_conv(_SUBJ_LEN, _CLAUSE_RESTS[0]), MAX_LEN // 3 + 1)
 
 
 def _draw(rng, weights):
-    """Index i with probability weights[i] / sum(weights): one uniform, no validation overhead."""
-    c = np.cumsum(weights)
-    return int(np.searchsorted(c, rng.random() * c[-1], side="right"))
+    """Index i with probability weights[i] / sum(weights): one uniform, no validation overhead.
+
+    Plain Python on a handful of floats: the running sums are added left to right as
+    ``np.cumsum`` adds them, and ``bisect_right`` is ``np.searchsorted(..., side="right")``,
+    so the index is the same, without NumPy's per-call cost on tiny arrays.
+    """
+    if isinstance(weights, np.ndarray):
+        weights = weights.tolist()
+    c = list(itertools.accumulate(weights))
+    return bisect.bisect_right(c, rng.random() * c[-1])
 
 
 def _pick(rng, items):
