@@ -98,6 +98,33 @@ PROOF_KINDS = ("algorithm", "axiom", "conjecture", "corollary", "criterion", "de
                "assumption", "proof")
 
 
+def _expand_one_argument(text: str, name: str, template: str) -> str:
+    """Replace every ``\\name`` and its argument (a braced group, a control word or one
+    character, as TeX reads it) by ``template`` with ``#1`` standing for the argument."""
+    out, pos = [], 0
+    for match in re.finditer(rf"\\{name}(?![a-zA-Z])\s*", text):
+        if match.start() < pos:
+            continue  # inside an argument already replaced
+        start = end = match.end()
+        if end < len(text) and text[end] == "{":
+            depth = 0
+            while end < len(text):
+                depth += {"{": 1, "}": -1}.get(text[end], 0)
+                end += 1
+                if depth == 0:
+                    break
+            argument = text[start + 1:end - 1]
+        else:
+            word = re.match(r"\\[a-zA-Z]+|\\.|.", text[start:], re.DOTALL)
+            if word is None:
+                raise Unknown(f"macro \\{name} without an argument")
+            end = start + word.end()
+            argument = word.group()
+        out += [text[pos:match.start()], template.replace("#1", argument)]
+        pos = end
+    return "".join(out) + text[pos:]
+
+
 class Unknown(Exception):
     """Markup the converter does not know: a build warning, never raw MyST in the download."""
 
@@ -269,17 +296,16 @@ class Converter:
 
     def expand_macros(self, text: str) -> str:
         """The book's MathJax macros (``mathjax3_config``), which Jupyter does not know, spelled
-        out: ``\\R`` is ``\\mathbb{R}``, ``\\vec{h}`` is ``\\mathbf{h}``."""
+        out: ``\\R`` is ``\\mathbb{R}``, ``\\vec{h}`` is ``\\boldsymbol{\\mathrm{h}}``."""
         macros = ((self.app.config.mathjax3_config or {}).get("tex", {}) or {}).get("macros", {})
         for name, definition in macros.items():
             if isinstance(definition, (list, tuple)):
                 template, nargs = definition[0], definition[1]
-                if nargs != 1 or not template.endswith("{#1}") or "#" in template[:-4]:
-                    raise Unknown(f"macro \\{name}: only one-argument macros ending in {{#1}} are expanded")
-                template = template[:-4]
+                if nargs != 1 or template.count("#1") != 1 or "#" in template.replace("#1", ""):
+                    raise Unknown(f"macro \\{name}: only one-argument macros using #1 once are expanded")
+                text = _expand_one_argument(text, name, template)
             else:
-                template = definition
-            text = re.sub(rf"\\{name}(?![a-zA-Z])", lambda _: template, text)
+                text = re.sub(rf"\\{name}(?![a-zA-Z])", lambda _: definition, text)
         return text
 
     def _labelled_math(self, match: re.Match) -> str:

@@ -104,6 +104,22 @@ def test_no_download_uses_the_books_own_math_macros():
     assert not problems, problems[:20]
 
 
+def test_a_one_argument_macro_is_spelled_out_with_its_argument():
+    """\\vec is ``\\boldsymbol{\\mathrm{#1}}``: its argument goes inside, whichever way TeX reads
+    it (a braced group, a control word, one character)."""
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from attnbook_notebooks import _expand_one_argument
+
+    template = r"\boldsymbol{\mathrm{#1}}"
+    cases = {r"\vec h_j": r"\boldsymbol{\mathrm{h}}_j",
+             r"\vec{s}_{i-1}": r"\boldsymbol{\mathrm{s}}_{i-1}",
+             r"\vec\alpha_i": r"\boldsymbol{\mathrm{\alpha}}_i",
+             r"\vec{\hat{x}} + \vec {W x}": r"\boldsymbol{\mathrm{\hat{x}}} + \boldsymbol{\mathrm{W x}}",
+             r"\vector \vecx": r"\vector \vecx"}
+    for text, expected in cases.items():
+        assert _expand_one_argument(text, "vec", template) == expected, text
+
+
 def test_the_scan_finds_raw_myst():
     """The scan above must see each kind of markup it looks for."""
     samples = ["as {cite:t}`x` shows", "{glue:text}`a:.2f`", "```{exercise}", ":::{note}",
