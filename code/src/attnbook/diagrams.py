@@ -43,7 +43,6 @@ LINE = "#333333"  # arrows and the outline of neutral boxes: the style's axes.ed
 PAPER = "#ffffff"
 NEUTRAL = "#f2f2f2"  # fill of a box that has no role
 MASKED = "#bdbdbd"  # a masked cell (the score is -inf, the weight zero)
-BAR = "#9a9a9a"  # a weight drawn as a bar (Chapter 4's step)
 FONT = style.MIN_FONT_SIZE + 1  # symbols; words, notes and shapes use MIN_FONT_SIZE
 SMALL = style.MIN_FONT_SIZE
 RC = {"font.size": FONT, "text.color": INK, "mathtext.fontset": "dejavusans",
@@ -351,14 +350,14 @@ def bahdanau_step() -> Figure:
           One decoding step of RNNsearch. The previous state $\\vec{s}_{i-1}$ is the query
           (blue): it scores every annotation $\\vec{h}_j$ through its key $\\vec{k}_j =
           \\vec{h}_j W_k$ (orange); the softmax over $j$ turns the scores $e_{ij}$ into
-          weights $\\alpha_{ij}$ (the heights of the grey bars); the annotations are also the
+          weights $\\alpha_{ij}$ (the heights of the vermillion bars); the annotations are also the
           values (green), and their weighted sum is the context $\\vec{c}_i$ (vermillion),
           which the GRU reads to make $\\vec{s}_i$.
         alt: >-
           Diagram. A row of annotation boxes h 1, h j and h T x at the top. Below each,
           an orange key box k j feeds a score box e i j, which also receives a blue line
           from the query, the previous state s i minus 1 at the bottom left. Each score
-          becomes a weight alpha i j, drawn as a grey bar; the middle one is tallest. A green
+          becomes a weight alpha i j, drawn as a vermillion bar; the middle one is tallest. A green
           line from each annotation is multiplied by its weight and the products are summed
           into a vermillion box c i, which enters a GRU together with s i minus 1 and E y i
           minus 1; the GRU outputs s i.
@@ -395,13 +394,14 @@ def bahdanau_step() -> Figure:
             cv.arrow((xk, y_k - 0.18), (xk, y_e + 0.2))
             cv.arrow((x - 0.38, y_bus), (x - 0.38, y_e + 0.2), role="query", lw=1.8)
             cv.box(xk, y_e, 0.6, 0.4, rf"$e_{{i{j}}}$", size=small)
-            # The weight: a grey bar whose height follows alpha (a weight has no role colour).
+            # The weight: a bar in the attention colour, whose height follows alpha.
             cv.arrow((xk, y_e - 0.2), (xk, y_bar + 0.78))
             cv.text(xk, y_bar + 0.6, rf"$\alpha_{{i{j}}}$", size=small)
             cv.line([xk - 0.2, xk + 0.2], [y_bar, y_bar], lw=0.8)
             cv.ax.add_patch(Rectangle((xk - 0.13, y_bar), 0.26, 0.36 * a / weights.max(),
-                                      facecolor=BAR, edgecolor=LINE,
-                                      linewidth=0.8, zorder=2))
+                                      facecolor=style.COLORS["attention"],
+                                      edgecolor=style.COLORS["attention"],
+                                      linewidth=0.8, zorder=2, gid="role:attention"))
             # The value path: the annotation itself, times its weight.
             xv = x + 0.24
             cv.line([xv, xv], [y_h - 0.22, y_mul + 0.11], role="value", lw=1.8)
