@@ -60,3 +60,16 @@ def error_outputs(pages: dict[Path, Page], root: Path) -> list[str]:
             if "output" in words and words & {"traceback", "error", "stderr"}:
                 bad.append(f"{path.relative_to(root)}: an output of class {cls!r}")
     return bad
+
+
+FIGURE_REPR = re.compile(r"<(?:matplotlib\.figure\.)?Figure size \d+(?:\.\d+)?x\d+(?:\.\d+)? with \d+ Axes>")
+
+
+def figures_shown_as_text(pages: dict[Path, Page], root: Path) -> list[str]:
+    """Pages where a figure printed its repr instead of its picture: matplotlib could not draw
+    it (a mathtext symbol it does not know, for one), and the strict build does not notice."""
+    bad = []
+    for path, page in pages.items():
+        for found in FIGURE_REPR.findall("".join(page.text_outside_examples)):
+            bad.append(f"{path.relative_to(root)}: {found}")
+    return bad

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from conftest import HTML, ROOT, parse
-from sitecheck import broken_links, error_outputs, executed_figures, figures_without_alt
+from sitecheck import (broken_links, error_outputs, executed_figures, figures_shown_as_text,
+                       figures_without_alt)
 
 
 def test_every_internal_link_and_anchor_resolves(site):
@@ -22,6 +23,11 @@ def test_every_executed_figure_has_real_alt_text(book_pages):
 def test_no_page_shows_a_traceback_or_error_output(book_pages):
     bad = error_outputs(book_pages, HTML)
     assert not bad, "\n".join(bad)
+
+
+def test_every_figure_is_drawn_not_printed(book_pages):
+    bad = figures_shown_as_text(book_pages, HTML)
+    assert not bad, "figures that matplotlib could not draw:\n" + "\n".join(bad)
 
 
 def test_no_execution_reports():
@@ -49,8 +55,10 @@ def test_the_checks_catch_a_broken_site(tmp_path):
         f'<img src="{image}" alt="{"ab" * 32}.png"><img src="{image}" alt="">'
         f'<img src="{image}" alt="Attention weights of three queries over five keys.">'
         '<div class="output stderr">oops</div><pre>Traceback (most recent call last):</pre>'
+        '<pre>&lt;Figure size 640x480 with 1 Axes&gt;</pre>'
     )
     site = {p: parse(p) for p in sorted(tmp_path.glob("*.html"))}
     assert len(broken_links(site, tmp_path)) == 2
     assert len(figures_without_alt(site, tmp_path)) == 2
     assert len(error_outputs(site, tmp_path)) == 2
+    assert len(figures_shown_as_text(site, tmp_path)) == 1
