@@ -692,12 +692,15 @@ def multi_head_attention(n_heads: int = 3) -> Figure:
                     size=SMALL)
         cv.text(x_out + d_head * u / 2, y_rows[0] + T * u / 2 + 0.42, r"$T_q \times d_{\mathrm{head}}$",
                 size=SMALL)
-        # Concatenate along the features, then W^O.
+        # Concatenate along the features, then W^O. The heads meet on a vertical bus that
+        # runs between the heads and concat, so no line crosses a head's label.
         x_cat = x_out + 0.5
-        y_cat = y_rows[0] - 0.25
+        y_cat = y_rows[0]
+        x_bus = x_cat - 0.2
         for y in y_rows:
-            cv.arrow((x_out + d_head * u + 0.04, y), (x_cat - 0.04, y_cat - 0.05),
-                     role="context", connection="arc3,rad=0.0")
+            cv.line([x_out + d_head * u + 0.04, x_bus], [y, y], role="context")
+        cv.line([x_bus, x_bus], [y_rows[-1], y_rows[0]], role="context")
+        cv.arrow((x_bus, y_cat), (x_cat - 0.04, y_cat), role="context")
         cv.cells(x_cat, y_cat + T * u / 2, T, h * d_head, u, faces["context"], role="context")
         for i in range(1, h):
             cv.line([x_cat + i * d_head * u] * 2, [y_cat - T * u / 2, y_cat + T * u / 2], lw=2.2)
