@@ -26,7 +26,7 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.text import Text
 
 matplotlib.use("Agg")
@@ -328,8 +328,6 @@ def test_every_mask_variant_draws_within_the_rules(kwargs):
 @pytest.mark.parametrize("mask", ["padding", "causal", None])
 def test_the_flow_of_shapes_draws_the_sizes_it_declares(mask):
     # Chapter 5's caption states SDPA_SIZES and asserts them: the drawn matrices must match.
-    from matplotlib.patches import Rectangle
-
     T_q, T_k, d_k, d_v = diagrams.SDPA_SIZES[mask]
     fig = diagrams.scaled_dot_product_attention(mask=mask)
     cells = Counter(p.get_gid() for p in fig.axes[0].patches
