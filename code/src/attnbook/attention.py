@@ -120,7 +120,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, bias=None):
 def split_heads(x, n_heads):
     """Split the feature axis into heads: (..., T, d) -> (..., n_heads, T, d // n_heads).
 
-    Head ``h`` gets columns ``h * d_head : (h + 1) * d_head``.
+    Head ``i`` gets columns ``i * d_head : (i + 1) * d_head`` (counting heads from 0).
 
     Parameters
     ----------
@@ -380,6 +380,7 @@ def multi_head_attention(query, key, value, W_q, W_k, W_v, W_o, n_heads, *,
     Chapter 6, *Multi-head attention*, builds this step by step.
     Chapter 7, *Where am I? Positional information*, adds RoPE.
     Chapter 8, *The Transformer*, builds its blocks on it.
+    Chapter 9, *The cost of attention*, shares key/value heads (``n_kv_heads``).
     """
     n_heads = check_positive_int(n_heads, "n_heads")
     n_kv_heads = _kv_heads(n_heads, n_kv_heads)

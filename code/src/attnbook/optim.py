@@ -121,6 +121,8 @@ class Adam:
         # element by element, so the same numbers).
         sizes = [p.data.size for p in self.params]
         self._ends = np.cumsum(sizes).tolist()
+        # Each parameter's stretch of the flat moments, computed once.
+        self._slices = [slice(a, b) for a, b in zip([0] + self._ends[:-1], self._ends)]
         self._m_flat, self._v_flat = np.zeros(self._ends[-1]), np.zeros(self._ends[-1])
         self.step_count = 0
 
@@ -136,8 +138,7 @@ class Adam:
 
     def _views(self, flat):
         """Split a flat array into one view per parameter, in the parameter's shape."""
-        starts = [0] + self._ends[:-1]
-        return [flat[a:b].reshape(p.data.shape) for p, a, b in zip(self.params, starts, self._ends)]
+        return [flat[where].reshape(p.data.shape) for p, where in zip(self.params, self._slices)]
 
     def zero_grad(self):
         """Forget every parameter's gradient."""
@@ -161,10 +162,10 @@ class Adam:
             g = np.concatenate([self._gradient(p).reshape(-1) for p in self.params])
             updates = self._views(self._update(self._m_flat, self._v_flat, g, step_size, eps))
         else:  # parameter by parameter, on its (1-D) stretch of the flat moments
-            starts = [0] + self._ends[:-1]
             updates = [None if p.grad is None else self._update(
-                self._m_flat[a:b], self._v_flat[a:b], self._gradient(p).reshape(-1), step_size, eps,
-            ).reshape(p.data.shape) for p, a, b in zip(self.params, starts, self._ends)]
+                self._m_flat[where], self._v_flat[where], self._gradient(p).reshape(-1), step_size,
+                eps,
+            ).reshape(p.data.shape) for p, where in zip(self.params, self._slices)]
         for p, u in zip(self.params, updates):
             if u is not None:
                 p.data -= u
