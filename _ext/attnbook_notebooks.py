@@ -252,13 +252,20 @@ class Converter:
             target = target.lower()
         return self.resolve(domain, typ, target, title)
 
-    def glue(self, content: str) -> str:
+    def glue(self, content: str, markdown: bool = False) -> str:
         from myst_nb.core.variables import format_plain_text
 
         if "::" in content:
             raise Unknown(f"glue from another page ({content}) is not supported in downloads")
         key, _, fmt = content.partition(":")
         output = self.glued.get(key)
+        if markdown:
+            # {glue:md}`key:myst`: the suffix names the Markdown flavour, not a number format;
+            # the glued Markdown goes into the cell as it is (a notebook reads $...$ too).
+            if output is None or "text/markdown" not in output.get("data", {}):
+                raise Unknown(f"no glued text/markdown value named {key!r}")
+            text = output["data"]["text/markdown"]
+            return "".join(text) if isinstance(text, list) else text
         if output is None or "text/plain" not in output.get("data", {}):
             raise Unknown(f"no glued text/plain value named {key!r}")
         return format_plain_text(output["data"]["text/plain"], fmt)
@@ -271,8 +278,10 @@ class Converter:
             return match["content"]
 
     def _role(self, name: str, content: str) -> str:
-        if name in ("glue", "glue:", "glue:text", "glue:md"):
+        if name in ("glue", "glue:", "glue:text"):
             return self.glue(content)
+        if name == "glue:md":
+            return self.glue(content, markdown=True)
         if name in ("cite", "cite:p", "cite:ps", "cite:t", "cite:ts", "cite:alp"):
             keys = [k.strip() for k in content.split(",") if k.strip()]
             return self.bib.cite(keys, textual=name in ("cite:t", "cite:ts"))

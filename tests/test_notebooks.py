@@ -156,7 +156,7 @@ def test_glued_values_are_in_the_prose():
     from myst_nb.core.variables import format_plain_text
 
     execute = ROOT / "_build" / "jupyter_execute"
-    checked = 0
+    checked = checked_md = 0
     for path in chapter_downloads():
         rel = path.relative_to(DOWNLOADS).with_suffix("")
         glue_file = execute / rel.with_name(rel.name + ".glue.json")
@@ -170,7 +170,13 @@ def test_glued_values_are_in_the_prose():
             value = format_plain_text(glued[key]["data"]["text/plain"], fmt)
             assert value in md, f"{path.name}: glued {key} ({value!r}) is not in the notebook"
             checked += 1
-    assert checked
+        # {glue:md}`key:myst`: a sentence chosen by a measurement, glued as Markdown.
+        for key in re.findall(r"\{glue:md\}`([^`:]+)[^`]*`", prose):
+            text = glued[key]["data"]["text/markdown"]
+            text = "".join(text) if isinstance(text, list) else text
+            assert text in md, f"{path.name}: glued Markdown {key} ({text[:60]!r}...) is not in the notebook"
+            checked_md += 1
+    assert checked and checked_md
 
 
 # ---- the downloads, run in a fresh environment ---------------------------------------------
