@@ -22,6 +22,10 @@ The rule for figure text (``MIN_TEXT_PX``): on the desktop, no smaller than the 
 print (its smallest reading text, code, is 14 px: 0.875 of the 16 px text; measured by
 ``test_the_small_print_is_what_the_rule_assumes``); on a phone, where a figure is scaled down to
 the screen's width, at least 9 px, what an 11 pt label of a 6.4 inch figure measures there.
+Each glyph is measured on its own (a subscript's ``<use>`` carries its own ``scale(0.7)``, times
+its group's scale): a text's size is its largest glyph, held to ``MIN_TEXT_PX``, and its
+smallest glyph, a sub- or superscript, is held to ``MIN_SCRIPT_PX`` (7.5 px on a phone, 9.8 px
+on a desktop).
 
 ``KNOWN_OFFENDERS`` lists, by figure id, the chapter figures whose text is still too small; the
 chapter authors remove an entry when they fix the figure, and the test fails when a listed
@@ -47,6 +51,15 @@ HTML = Path(os.environ.get("ATTNBOOK_SITE", BUILT))
 # name: (width, height, device pixel ratio, mobile)
 VIEWPORTS = {"phone": (390, 844, 3, True), "desktop": (1280, 800, 1, False)}
 MIN_TEXT_PX = {"phone": 9.0, "desktop": 14.0}
+# Sub- and superscripts (matplotlib's mathtext draws them at 0.7 of their text, nested ones at
+# 0.49) carry meaning, as in x_{T_x} or 10^{-1}, so they have a floor of their own. On the
+# desktop: 0.7 of MIN_TEXT_PX, a script of the smallest text allowed. On the phone: 7.5 px, the
+# line between what a reading of every figure at 390 px found hard to read (7.1 px: the
+# subscripts of a 12 pt label in a diagram 6.4 in wide; 6.4 px: the exponents of 11 pt tick
+# labels) and what it read without trouble (7.8 px and more: the scripts of 11 pt text in a
+# figure up to 5.3 in wide). A figure 6.4 in wide keeps its 11 pt text legible (9 px) but not
+# that text's scripts (6.4 px): it needs 15 pt around a script, or to be narrower.
+MIN_SCRIPT_PX = {"phone": 7.5, "desktop": 0.7 * MIN_TEXT_PX["desktop"]}
 # Figures are measured on both themes: the dark one frames each figure as a padded card
 # (_static/attnbook.css), which leaves the drawing less width than the light one.
 THEMES = ("light", "dark")
@@ -154,14 +167,34 @@ MEASURE = r"""(async () => {
         .reduce((sum, side) => sum + (parseFloat(st[side]) || 0), 0);
       const scale = (r.width - inset) / viewBox[2];
       const sizes = [];
+      // The scale of one element's transform: scale(a) or scale(a a) (-a: a flipped axis);
+      // 1 without a scale, null if it stretches one axis more than the other.
+      const own = e => {
+        const m = /scale\(\s*(-?[\d.e+-]+)(?:[\s,]+(-?[\d.e+-]+))?\s*\)/.exec(e.getAttribute('transform') || '');
+        if (!m) return 1;
+        const a = Math.abs(Number(m[1])), b = m[2] === undefined ? a : Math.abs(Number(m[2]));
+        return Math.abs(a - b) <= 1e-6 * a ? a : null;
+      };
       for (const g of root.querySelectorAll('g[id^="text_"]')) {
-        const inner = [...g.querySelectorAll('g[transform], use[transform]')]
-          .map(e => /scale\(([-\d.e]+)[ ,]+(-?[\d.e]+)\)/.exec(e.getAttribute('transform')))
-          .filter(m => m && Math.abs(Number(m[1])) === Math.abs(Number(m[2])));
-        if (!inner.length) continue;
-        const points = 100 * Math.max(...inner.map(m => Math.abs(Number(m[1]))));
+        // Each glyph's own size: its <use>'s scale (0.7 for a sub- or superscript in
+        // matplotlib's mathtext, 0.49 for a nested one) times the scales of the groups around
+        // it, up to the text's group.
+        const glyphs = [];
+        for (const use of g.querySelectorAll('use')) {
+          let s = 1, odd = false, scaled = false;
+          for (let e = use; e && e !== g; e = e.parentElement) {
+            const k = own(e);
+            if (k === null) { odd = true; break; }
+            if (k !== 1) scaled = true;
+            s *= k;
+          }
+          if (!odd && scaled) glyphs.push(s);
+        }
+        if (!glyphs.length) continue;
         const comment = [...g.childNodes].find(c => c.nodeType === 8);
-        sizes.push({text: comment ? comment.textContent.trim() : g.id, px: points * scale});
+        // px: the text's base size (its largest glyph); least: its smallest glyph.
+        sizes.push({text: comment ? comment.textContent.trim() : g.id,
+                    px: 100 * Math.max(...glyphs) * scale, least: 100 * Math.min(...glyphs) * scale});
       }
       figures.push({id, width: Math.round(r.width - inset), inset, sizes});
     }
@@ -285,6 +318,9 @@ def figure_offences(measurements) -> dict[str, dict[str, list[str]]]:
             for figure in m["figures"][theme]:
                 small = [f"{s['text'][:40]!r} {s['px']:.1f} px" for s in figure["sizes"]
                          if s["px"] < MIN_TEXT_PX[width] - 0.05]
+                small += [f"{s['text'][:40]!r} script {s['least']:.1f} px" for s in figure["sizes"]
+                          if s["px"] >= MIN_TEXT_PX[width] - 0.05
+                          and s["least"] < MIN_SCRIPT_PX[width] - 0.05]
                 if small:
                     offences[f"{path}#{figure['id']}"][f"{width} {theme}"] = small
     return offences
@@ -304,7 +340,8 @@ def test_every_figure_text_is_large_enough(measurements):
             if where in KNOWN_OFFENDERS.get(_figure_key(key), set()):
                 continue
             width, theme = where.split()
-            problems.append(f"{key} at {width} width, {theme} theme (minimum {MIN_TEXT_PX[width]} px): "
+            problems.append(f"{key} at {width} width, {theme} theme (minimum {MIN_TEXT_PX[width]} px, "
+                            f"scripts {MIN_SCRIPT_PX[width]:.1f} px): "
                             f"{len(small)} texts too small, e.g. " + "; ".join(small[:4]))
     assert not problems, _report(problems, "figures with text too small to read")
 
