@@ -3,7 +3,7 @@
 import matplotlib
 import pytest
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedFormatter
+from matplotlib.ticker import FixedFormatter, FixedLocator
 
 from attnbook import style
 
@@ -42,6 +42,7 @@ def test_linear_axes_and_hand_set_labels_are_left_alone():
     ax = Figure().add_subplot()
     ax.semilogx([1, 1000], [0, 1])
     fixed = FixedFormatter(["one", "ten"])
+    ax.xaxis.set_major_locator(FixedLocator([1, 10]))
     ax.xaxis.set_major_formatter(fixed)
     linear = ax.yaxis.get_major_formatter()
     assert style.plain_log_ticks(ax) is ax
