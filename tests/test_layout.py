@@ -443,9 +443,16 @@ def test_the_small_print_is_what_the_rule_assumes(measurements):
 @pytest.mark.slow
 def test_the_measurement_notices_every_defect(tmp_path):
     """A page built to break every rule is reported on every count."""
-    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="460.8pt" height="100pt" '
-           'viewBox="0 0 460.8 100"><g id="text_1"><!-- tiny --><g transform="translate(10 50) '
-           'scale(0.05 -0.05)"><path d="M0 0 L100 0 L100 100 Z"/></g></g></svg>')
+    # Two texts drawn as matplotlib draws them (glyph outlines, <use>d in a scaled group): one
+    # tiny (5 pt), one large (20 pt) with a small subscript (scale(0.3) of it: 6 pt).
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+           'width="460.8pt" height="100pt" viewBox="0 0 460.8 100">'
+           '<defs><path id="glyph" d="M0 0 L100 0 L100 100 Z"/></defs>'
+           '<g id="text_1"><!-- tiny --><g transform="translate(10 50) scale(0.05 -0.05)">'
+           '<use xlink:href="#glyph"/></g></g>'
+           '<g id="text_2"><!-- $x_i$ --><g transform="translate(100 50) scale(0.2 -0.2)">'
+           '<use xlink:href="#glyph"/><use xlink:href="#glyph" transform="translate(100 20) scale(0.3)"/>'
+           '</g></g></svg>')
     (tmp_path / "fig.svg").write_text(svg)
     (tmp_path / "index.html").write_text(
         '<!DOCTYPE html><html><head><meta name="viewport" content="width=device-width">'
@@ -474,7 +481,14 @@ def test_the_measurement_notices_every_defect(tmp_path):
     assert [x["shown"] for x in m["scrollers"]] == [False], m["scrollers"]
     (figure,) = m["figures"]["light"]
     assert figure["id"] == "fig-tiny"
-    assert figure["sizes"][0]["px"] == pytest.approx(5 * 300 / 460.8, rel=0.01)
+    tiny, scripted = figure["sizes"]
+    assert tiny["px"] == pytest.approx(5 * 300 / 460.8, rel=0.01)
+    # The subscript is measured by its own scale times its group's: 20 pt x 0.3.
+    assert scripted["px"] == pytest.approx(20 * 300 / 460.8, rel=0.01)
+    assert scripted["least"] == pytest.approx(6 * 300 / 460.8, rel=0.01)
+    offences = figure_offences({("phone", "index.html"): m})["index.html#fig-tiny"]
+    assert any("'tiny'" in o for o in offences["phone light"]), offences
+    assert any("$x_i$" in o and "script" in o for o in offences["phone light"]), offences
     # On the dark theme the page pads the image by 20 px a side: the drawing is 260 px wide.
     (figure,) = m["figures"]["dark"]
     assert figure["sizes"][0]["px"] == pytest.approx(5 * 260 / 460.8, rel=0.01)
