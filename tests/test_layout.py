@@ -22,6 +22,10 @@ The rule for figure text (``MIN_TEXT_PX``): on the desktop, no smaller than the 
 print (its smallest reading text, code, is 14 px: 0.875 of the 16 px text; measured by
 ``test_the_small_print_is_what_the_rule_assumes``); on a phone, where a figure is scaled down to
 the screen's width, at least 9 px, what an 11 pt label of a 6.4 inch figure measures there.
+Each glyph is measured on its own (a subscript's ``<use>`` carries its own ``scale(0.7)``, times
+its group's scale): a text's size is its largest glyph, held to ``MIN_TEXT_PX``, and its
+smallest glyph, a sub- or superscript, is held to ``MIN_SCRIPT_PX`` (7.5 px on a phone, 9.8 px
+on a desktop).
 
 ``KNOWN_OFFENDERS`` lists, by figure id, the chapter figures whose text is still too small; the
 chapter authors remove an entry when they fix the figure, and the test fails when a listed
@@ -47,6 +51,15 @@ HTML = Path(os.environ.get("ATTNBOOK_SITE", BUILT))
 # name: (width, height, device pixel ratio, mobile)
 VIEWPORTS = {"phone": (390, 844, 3, True), "desktop": (1280, 800, 1, False)}
 MIN_TEXT_PX = {"phone": 9.0, "desktop": 14.0}
+# Sub- and superscripts (matplotlib's mathtext draws them at 0.7 of their text, nested ones at
+# 0.49) carry meaning, as in x_{T_x} or 10^{-1}, so they have a floor of their own. On the
+# desktop: 0.7 of MIN_TEXT_PX, a script of the smallest text allowed. On the phone: 7.5 px, the
+# line between what a reading of every figure at 390 px found hard to read (7.1 px: the
+# subscripts of a 12 pt label in a diagram 6.4 in wide; 6.4 px: the exponents of 11 pt tick
+# labels) and what it read without trouble (7.8 px and more: the scripts of 11 pt text in a
+# figure up to 5.3 in wide). A figure 6.4 in wide keeps its 11 pt text legible (9 px) but not
+# that text's scripts (6.4 px): it needs 15 pt around a script, or to be narrower.
+MIN_SCRIPT_PX = {"phone": 7.5, "desktop": 0.7 * MIN_TEXT_PX["desktop"]}
 # Figures are measured on both themes: the dark one frames each figure as a padded card
 # (_static/attnbook.css), which leaves the drawing less width than the light one.
 THEMES = ("light", "dark")
@@ -154,14 +167,34 @@ MEASURE = r"""(async () => {
         .reduce((sum, side) => sum + (parseFloat(st[side]) || 0), 0);
       const scale = (r.width - inset) / viewBox[2];
       const sizes = [];
+      // The scale of one element's transform: scale(a) or scale(a a) (-a: a flipped axis);
+      // 1 without a scale, null if it stretches one axis more than the other.
+      const own = e => {
+        const m = /scale\(\s*(-?[\d.e+-]+)(?:[\s,]+(-?[\d.e+-]+))?\s*\)/.exec(e.getAttribute('transform') || '');
+        if (!m) return 1;
+        const a = Math.abs(Number(m[1])), b = m[2] === undefined ? a : Math.abs(Number(m[2]));
+        return Math.abs(a - b) <= 1e-6 * a ? a : null;
+      };
       for (const g of root.querySelectorAll('g[id^="text_"]')) {
-        const inner = [...g.querySelectorAll('g[transform], use[transform]')]
-          .map(e => /scale\(([-\d.e]+)[ ,]+(-?[\d.e]+)\)/.exec(e.getAttribute('transform')))
-          .filter(m => m && Math.abs(Number(m[1])) === Math.abs(Number(m[2])));
-        if (!inner.length) continue;
-        const points = 100 * Math.max(...inner.map(m => Math.abs(Number(m[1]))));
+        // Each glyph's own size: its <use>'s scale (0.7 for a sub- or superscript in
+        // matplotlib's mathtext, 0.49 for a nested one) times the scales of the groups around
+        // it, up to the text's group.
+        const glyphs = [];
+        for (const use of g.querySelectorAll('use')) {
+          let s = 1, odd = false, scaled = false;
+          for (let e = use; e && e !== g; e = e.parentElement) {
+            const k = own(e);
+            if (k === null) { odd = true; break; }
+            if (k !== 1) scaled = true;
+            s *= k;
+          }
+          if (!odd && scaled) glyphs.push(s);
+        }
+        if (!glyphs.length) continue;
         const comment = [...g.childNodes].find(c => c.nodeType === 8);
-        sizes.push({text: comment ? comment.textContent.trim() : g.id, px: points * scale});
+        // px: the text's base size (its largest glyph); least: its smallest glyph.
+        sizes.push({text: comment ? comment.textContent.trim() : g.id,
+                    px: 100 * Math.max(...glyphs) * scale, least: 100 * Math.min(...glyphs) * scale});
       }
       figures.push({id, width: Math.round(r.width - inset), inset, sizes});
     }
@@ -285,6 +318,9 @@ def figure_offences(measurements) -> dict[str, dict[str, list[str]]]:
             for figure in m["figures"][theme]:
                 small = [f"{s['text'][:40]!r} {s['px']:.1f} px" for s in figure["sizes"]
                          if s["px"] < MIN_TEXT_PX[width] - 0.05]
+                small += [f"{s['text'][:40]!r} script {s['least']:.1f} px" for s in figure["sizes"]
+                          if s["px"] >= MIN_TEXT_PX[width] - 0.05
+                          and s["least"] < MIN_SCRIPT_PX[width] - 0.05]
                 if small:
                     offences[f"{path}#{figure['id']}"][f"{width} {theme}"] = small
     return offences
@@ -304,7 +340,8 @@ def test_every_figure_text_is_large_enough(measurements):
             if where in KNOWN_OFFENDERS.get(_figure_key(key), set()):
                 continue
             width, theme = where.split()
-            problems.append(f"{key} at {width} width, {theme} theme (minimum {MIN_TEXT_PX[width]} px): "
+            problems.append(f"{key} at {width} width, {theme} theme (minimum {MIN_TEXT_PX[width]} px, "
+                            f"scripts {MIN_SCRIPT_PX[width]:.1f} px): "
                             f"{len(small)} texts too small, e.g. " + "; ".join(small[:4]))
     assert not problems, _report(problems, "figures with text too small to read")
 
@@ -406,9 +443,16 @@ def test_the_small_print_is_what_the_rule_assumes(measurements):
 @pytest.mark.slow
 def test_the_measurement_notices_every_defect(tmp_path):
     """A page built to break every rule is reported on every count."""
-    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="460.8pt" height="100pt" '
-           'viewBox="0 0 460.8 100"><g id="text_1"><!-- tiny --><g transform="translate(10 50) '
-           'scale(0.05 -0.05)"><path d="M0 0 L100 0 L100 100 Z"/></g></g></svg>')
+    # Two texts drawn as matplotlib draws them (glyph outlines, <use>d in a scaled group): one
+    # tiny (5 pt), one large (20 pt) with a small subscript (scale(0.3) of it: 6 pt).
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+           'width="460.8pt" height="100pt" viewBox="0 0 460.8 100">'
+           '<defs><path id="glyph" d="M0 0 L100 0 L100 100 Z"/></defs>'
+           '<g id="text_1"><!-- tiny --><g transform="translate(10 50) scale(0.05 -0.05)">'
+           '<use xlink:href="#glyph"/></g></g>'
+           '<g id="text_2"><!-- $x_i$ --><g transform="translate(100 50) scale(0.2 -0.2)">'
+           '<use xlink:href="#glyph"/><use xlink:href="#glyph" transform="translate(100 20) scale(0.3)"/>'
+           '</g></g></svg>')
     (tmp_path / "fig.svg").write_text(svg)
     (tmp_path / "index.html").write_text(
         '<!DOCTYPE html><html><head><meta name="viewport" content="width=device-width">'
@@ -437,7 +481,14 @@ def test_the_measurement_notices_every_defect(tmp_path):
     assert [x["shown"] for x in m["scrollers"]] == [False], m["scrollers"]
     (figure,) = m["figures"]["light"]
     assert figure["id"] == "fig-tiny"
-    assert figure["sizes"][0]["px"] == pytest.approx(5 * 300 / 460.8, rel=0.01)
+    tiny, scripted = figure["sizes"]
+    assert tiny["px"] == pytest.approx(5 * 300 / 460.8, rel=0.01)
+    # The subscript is measured by its own scale times its group's: 20 pt x 0.3.
+    assert scripted["px"] == pytest.approx(20 * 300 / 460.8, rel=0.01)
+    assert scripted["least"] == pytest.approx(6 * 300 / 460.8, rel=0.01)
+    offences = figure_offences({("phone", "index.html"): m})["index.html#fig-tiny"]
+    assert any("'tiny'" in o for o in offences["phone light"]), offences
+    assert any("$x_i$" in o and "script" in o for o in offences["phone light"]), offences
     # On the dark theme the page pads the image by 20 px a side: the drawing is 260 px wide.
     (figure,) = m["figures"]["dark"]
     assert figure["sizes"][0]["px"] == pytest.approx(5 * 260 / 460.8, rel=0.01)

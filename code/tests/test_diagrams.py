@@ -42,7 +42,7 @@ BOOK = Path(__file__).resolve().parents[2] / "book"
 CASES = {
     "encoder_decoder": (diagrams.encoder_decoder, {}, "01-bottleneck.md", [
         r"\vec{h}_t = f(\vec{h}_{t-1}, x_t)", r"\vec{s}_i = g(\vec{s}_{i-1}, y_{i-1}, \vec{c})",
-        r"\vec{c} \in \R^{d_c}", r"x_1", r"y_{T_y}", r"T_x"]),
+        r"d_c", r"x_1", r"y_{T_y}", r"T_x"]),
     "bahdanau_step": (diagrams.bahdanau_step, {}, "04-learning-to-align.md", [
         r"\vec{s}_{i-1}", r"\vec{s}_{i-1} W_q", r"\vec{h}_j", r"\vec{h}_{T_x}", r"e_{ij}",
         r"\alpha_{ij}", r"\vec{c}_i", r"\vec{s}_i", r"E y_{i-1}", r"\mathrm{GRU}",

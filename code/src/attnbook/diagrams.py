@@ -45,6 +45,15 @@ NEUTRAL = "#f2f2f2"  # fill of a box that has no role
 MASKED = "#bdbdbd"  # a masked cell (the score is -inf, the weight zero)
 FONT = style.MIN_FONT_SIZE + 1  # symbols; words, notes and shapes use MIN_FONT_SIZE
 SMALL = style.MIN_FONT_SIZE
+#: Symbols with a nested index (x_{T_x}): mathtext draws the inner index at 0.49 of the symbol,
+#: 7.35 pt here, 9.8 px at a figure's natural size (a sub- or superscript's minimum on a desktop,
+#: tests/test_layout.py).
+NESTED = 15
+#: The wide diagrams are drawn at ZOOM of their design size (coordinates stay in design
+#: inches), about 5 inches wide: a phone then shows them at about 1.04 px per point (against
+#: 0.84 at 6.4 inches), so that an 11 pt symbol's index shows at 8 px and a NESTED symbol's
+#: inner index at 7.6 px, above the 7.5 px the site's tests ask of a script on a phone.
+ZOOM = 0.8
 RC = {"font.size": FONT, "text.color": INK, "mathtext.fontset": "dejavusans",
       "svg.fonttype": "path", "figure.constrained_layout.use": False}
 
@@ -96,14 +105,19 @@ def _role_style(role: str | None) -> tuple[str, str]:
 
 
 class _Canvas:
-    """A figure whose data coordinates are inches from its lower-left corner."""
+    """A figure whose data coordinates are design inches from its lower-left corner.
 
-    def __init__(self, width: float, height: float):
+    The figure is ``zoom`` times the design size: the drawing shrinks, while the text keeps its
+    size in points, and lines their width.
+    """
+
+    def __init__(self, width: float, height: float, zoom: float = 1.0):
+        self.zoom = zoom
         # The axes fill the figure and every mark is placed by hand, so the figure gets a layout
         # engine that does nothing. Without one (layout=None) matplotlib falls back to the
         # style's constrained layout whenever it resets the engine, as savefig does after
         # drawing, and constrained layout then warns that it has no gridspec to lay out.
-        self.fig = Figure(figsize=(width, height), facecolor=PAPER,
+        self.fig = Figure(figsize=(width * zoom, height * zoom), facecolor=PAPER,
                           layout=PlaceHolderLayoutEngine(adjust_compatible=True,
                                                          colorbar_gridspec=True))
         self.ax = self.fig.add_axes((0, 0, 1, 1))
@@ -113,7 +127,7 @@ class _Canvas:
 
     def fit_height(self, top: float) -> None:
         """Make the figure end at ``top`` inches (the drawing stays where it is)."""
-        self.fig.set_size_inches(self.fig.get_figwidth(), top)
+        self.fig.set_size_inches(self.fig.get_figwidth(), top * self.zoom)
         self.ax.set_ylim(0, top)
 
     def text(self, x, y, s, size=FONT, **kw):
@@ -233,7 +247,7 @@ def encoder_decoder() -> Figure:
         alt: >-
           Diagram. Source words x 1, x 2 to x T x enter a row of encoder boxes h 1, h 2 to h
           T x, linked left to right. The last one feeds a single grey box c, the
-          fixed-length context in R to the d c. A thick grey line from c runs above the
+          fixed-length context, of size d c. A thick grey line from c runs above the
           decoder and drops beside every step, into the state box s i and into a softmax
           box above it. The decoder boxes s 1, s 2 to s T y are linked left to right; each
           reads the previous word y 0 to y T y minus 1 from below, and a branch of that word
@@ -251,9 +265,9 @@ def encoder_decoder() -> Figure:
     # A line that crosses another is drawn over it with a white gap on both sides.
     hop = [Stroke(linewidth=5, foreground=PAPER), Normal()]
     with rc_context(RC):
-        cv = _Canvas(6.2, 3.5)
+        cv = _Canvas(6.2, 3.5, zoom=ZOOM)
         y_word, y_box, h_box = 0.3, 1.35, 0.52
-        y_out, h_out, w_out = 2.22, 0.4, 0.74  # the output layer above each state
+        y_out, h_out, w_out = 2.22, 0.4, 0.98  # the output layer above each state
         y_bus = 3.02  # the context's wire to every step, above the decoder
         w_enc, w_dec = 0.52, 0.56
         enc = [(0.35, r"$\mathbf{h}_1$", r"$x_1$"), (1.05, r"$\mathbf{h}_2$", r"$x_2$"),
@@ -269,20 +283,20 @@ def encoder_decoder() -> Figure:
             cv.arrow((c - w / 2 - 0.14, y_box), (c - w / 2, y_box))
 
         for x, state, word in enc:
-            cv.box(x, y_box, w_enc, h_box, state)
-            cv.text(x, y_word, word)
+            cv.box(x, y_box, w_enc, h_box, state, size=NESTED)
+            cv.text(x, y_word, word, size=NESTED)
             cv.arrow((x, y_word + 0.15), (x, y_box - h_box / 2))
         chain(enc, w_enc)
-        cv.text(1.2, 2.22, r"encoder  $\mathbf{h}_t = f(\mathbf{h}_{t-1}, x_t)$")
+        cv.text(0.05, 2.22, r"encoder  $\mathbf{h}_t = f(\mathbf{h}_{t-1}, x_t)$", ha="left")
         # The context: one vector of fixed size, made once, read at every decoder step.
         x_c, w_c = 2.78, 0.44
         cv.box(x_c, y_box, w_c, h_box, r"$\mathbf{c}$", role="no_attention", lw=2.0,
-               fill=tint(grey, 0.4))
+               fill=tint(grey, 0.4), size=NESTED)
         cv.arrow((enc[2][0] + w_enc / 2, y_box), (x_c - w_c / 2, y_box), role="no_attention",
                  lw=1.8)
-        cv.text(x_c, y_word, r"$\mathbf{c} \in \mathbb{R}^{d_c}$", color=grey)
+        cv.text(x_c, y_word, r"size $d_c$")
         lw_c = 2.2  # the context's wires, thicker than the others
-        side = 0.45  # distance of the wires beside a step from its centre
+        side = 0.58  # distance of the wires beside a step from its centre
         cv.line([x_c, x_c, dec[-1][0] - side], [y_box + h_box / 2, y_bus, y_bus],
                 role="no_attention", lw=lw_c)
         for x, state, prev, out in dec:
@@ -293,14 +307,14 @@ def encoder_decoder() -> Figure:
             cv.arrow((x_drop, y_out), (x - w_out / 2, y_out), role="no_attention", lw=lw_c)
             cv.arrow((x - 0.13, y_turn), (x - 0.13, y_box + h_box / 2), role="no_attention",
                      lw=lw_c)
-            cv.box(x, y_box, w_dec, h_box, state)
+            cv.box(x, y_box, w_dec, h_box, state, size=NESTED)
             cv.box(x, y_out, w_out, h_out, "softmax", size=SMALL)
             cv.arrow((x + 0.08, y_box + h_box / 2), (x + 0.08, y_out - h_out / 2))
             cv.arrow((x, y_out + h_out / 2), (x, 2.62))
-            cv.text(x, 2.78, out)
+            cv.text(x, 2.78, out, size=NESTED)
             # The previous word: into the state, and (as E y_{i-1}) into the output layer.
             y_fork = 0.78
-            cv.text(x, y_word, prev)
+            cv.text(x, y_word, prev, size=NESTED)
             cv.arrow((x, y_word + 0.15), (x, y_box - h_box / 2))
             cv.ax.add_patch(Circle((x, y_fork), 0.035, color=LINE, zorder=3))
             riser = cv.line([x, x + side, x + side], [y_fork, y_fork, y_out])
@@ -311,7 +325,8 @@ def encoder_decoder() -> Figure:
         cv.arrow((a + w_dec / 2, y_box), (a + w_dec / 2 + 0.45, y_box))
         cv.text((a + b) / 2 + 0.06, y_box, r"$\cdots$")
         cv.arrow((b - w_dec / 2 - 0.28, y_box), (b - w_dec / 2, y_box))
-        cv.text(4.76, 3.3, r"decoder  $\mathbf{s}_i = g(\mathbf{s}_{i-1}, y_{i-1}, \mathbf{c})$")
+        cv.text(6.2, 3.3, r"decoder  $\mathbf{s}_i = g(\mathbf{s}_{i-1}, y_{i-1}, \mathbf{c})$",
+                ha="right")
     return cv.fig
 
 
@@ -374,17 +389,18 @@ def bahdanau_step() -> Figure:
     x_c = 4.5  # the column of the sum, the context and the GRU
     # Larger than the book's minimum: the figure is 6.2 inches wide and a phone shows it at
     # about 60 % of its natural size.
-    big, small = FONT + 4, FONT + 3
+    big, small = NESTED + 1, NESTED
     with rc_context(RC):
-        cv = _Canvas(6.2, 5.4)
+        cv = _Canvas(6.2, 5.4, zoom=ZOOM)
         # The query: s_{i-1} projected by W_q, on a bus that reaches every score.
         x_q = 0.62
         cv.box(x_q, y_rnn, 0.78, 0.46, r"$\mathbf{s}_{i-1}$", role="query", lw=2.0,
                size=big)
         cv.line([x_q, x_q, cols[-1][0] - 0.36], [y_rnn + 0.23, y_bus, y_bus], role="query", lw=1.8)
-        cv.text(0.08, y_bus + 0.17, r"$\mathbf{q} = \mathbf{s}_{i-1} W_q$", size=small, ha="left",
+        # The equations and the note in the left margin: smaller, having no nested index.
+        cv.text(0.0, y_bus + 0.17, r"$\mathbf{q} = \mathbf{s}_{i-1} W_q$", size=FONT, ha="left",
                 color=style.COLORS["query"])
-        cv.text(0.08, y_k, r"$\mathbf{k}_j = \mathbf{h}_j W_k$", size=small, ha="left")
+        cv.text(0.0, y_k, r"$\mathbf{k}_j = \mathbf{h}_j W_k$", size=FONT, ha="left")
         weights = np.asarray(_STEP_WEIGHTS)
         for (x, j), a in zip(cols, weights):
             cv.box(x, y_h, 0.66, 0.44, rf"$\mathbf{{h}}_{{{j}}}$", size=big)
@@ -412,7 +428,7 @@ def bahdanau_step() -> Figure:
         for y in (y_h, y_k, y_e, y_bar + 0.3):
             for x in ((cols[0][0] + cols[1][0]) / 2 + 0.05, (cols[1][0] + cols[2][0]) / 2 + 0.05):
                 cv.text(x, y, r"$\cdots$")
-        cv.text(1.12, y_bar + 0.55, "softmax\nover $j$", size=small)
+        cv.text(0.78, y_bar + 0.55, "softmax\nover $j$", size=FONT)
         # The context: the weighted sum of the annotations, read by the GRU.
         cv.line([cols[0][0] + 0.24, cols[-1][0] + 0.24], [y_sum, y_sum], role="context", lw=1.8)
         cv.node(x_c, y_sum, r"$\Sigma$", r=0.13)
@@ -529,7 +545,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
     u = 0.2  # one cell
     y0 = 1.0 + T_q * u + 0.55  # top edge of the results' row (two rows of keys below)
     with rc_context(RC):
-        cv = _Canvas(6.2, y0 + max(d_k, T_k) * u + 0.45)
+        cv = _Canvas(6.2, y0 + max(d_k, T_k) * u + 0.45, zoom=ZOOM)
         q_face, k_face, v_face, o_face = (tint(style.COLORS[r], 0.3)
                                           for r in ("query", "key", "value", "context"))
         y_mid = y0 - T_q * u / 2
@@ -547,11 +563,11 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         cv.cells(x_s, y0 + d_k * u + 0.1, d_k, T_k, u, k_face, role="key")
         cv.cells(x_s, y0, T_q, T_k, u, s_faces)
         cv.text(x_q + d_k * u / 2, y0 + 0.2, "$Q$")
-        cv.text(x_s - 0.1, y0 + d_k * u / 2 + 0.1, r"$K^\top$", ha="right")
+        cv.text(x_s - 0.08, y0 + d_k * u * 0.75 + 0.1, r"$K^\top$", ha="right")
         label(x_q + d_k * u / 2, "", r"$T_q \times d_k$")
         label(x_s + T_k * u / 2, r"$S = QK^\top / \sqrt{d_k}$", r"$T_q \times T_k$")
         # The mask M feeds the step from S to the masked scores.
-        x_sm = x_s + T_k * u + 0.78
+        x_sm = x_s + T_k * u + 0.7
         um = 0.15
         x_m = (x_s + T_k * u + x_sm) / 2 - T_k * um / 2
         cv.arrow((x_s + T_k * u + 0.06, y_mid), (x_sm - 0.06, y_mid))
@@ -560,7 +576,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         cv.cells(x_sm, y0, T_q, T_k, u, masked_faces)
         label(x_sm + T_k * u / 2, "masked", r"$T_q \times T_k$")
         # A = softmax(S), row by row.
-        x_a = x_sm + T_k * u + 0.9
+        x_a = x_sm + T_k * u + 0.8
         cv.arrow((x_sm + T_k * u + 0.06, y_mid), (x_a - 0.06, y_mid))
         cv.text((x_sm + T_k * u + x_a) / 2, y_mid + 0.32, "softmax\neach row", size=SMALL)
         cv.cells(x_a, y0, T_q, T_k, u, a_faces)
@@ -578,7 +594,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         for x, name, cmap, low, high in ((0.15, "scores $S$:", diverging, r"$-$", "$+$"),
                                          (2.65, "weights $A$:", sequential, "0", "1")):
             cv.text(x, y_key, name, size=SMALL, ha="left")
-            x_low = x + 1.0
+            x_low = x + 1.05 + 0.1 * (name.startswith("weights"))
             cv.text(x_low, y_key, low, size=SMALL)
             x_strip = x_low + 0.14
             cv.strip(x_strip, y_key, n_shades * w_shade, u,
@@ -653,7 +669,7 @@ def multi_head_attention(n_heads: int = 3) -> Figure:
     height = 1.75 + (max(h, 3) - 1) * row_gap
     y_rows = [height - 0.9 - i * row_gap for i in range(h)]
     with rc_context(RC):
-        cv = _Canvas(6.2, height)
+        cv = _Canvas(6.2, height, zoom=ZOOM)
         faces = {r: tint(style.COLORS[r], 0.3) for r in ROLES}
         y_in = [height - 0.9 - i * row_gap for i in range(3)]
         for (role, name, weight), y in zip(
@@ -690,7 +706,7 @@ def multi_head_attention(n_heads: int = 3) -> Figure:
             cv.cells(x_out, y + T * u / 2, T, d_head, u, faces["context"], role="context")
             cv.text(x_out + d_head * u / 2, y + T * u / 2 + 0.16, rf"$\mathrm{{head}}_{i + 1}$",
                     size=SMALL)
-        cv.text(x_out + d_head * u / 2, y_rows[0] + T * u / 2 + 0.42, r"$T_q \times d_{\mathrm{head}}$",
+        cv.text(x_out + d_head * u / 2, y_rows[0] + T * u / 2 + 0.56, r"$T_q \times d_{\mathrm{head}}$",
                 size=SMALL)
         # Concatenate along the features, then W^O. The heads meet on a vertical bus that
         # runs between the heads and concat, so no line crosses a head's label.
@@ -704,7 +720,7 @@ def multi_head_attention(n_heads: int = 3) -> Figure:
         cv.cells(x_cat, y_cat + T * u / 2, T, h * d_head, u, faces["context"], role="context")
         for i in range(1, h):
             cv.line([x_cat + i * d_head * u] * 2, [y_cat - T * u / 2, y_cat + T * u / 2], lw=2.2)
-        cv.text(x_cat + h * d_head * u / 2, y_cat + T * u / 2 + 0.17, r"$\mathrm{concat}$",
+        cv.text(x_cat + h * d_head * u / 2 + 0.1, y_cat + T * u / 2 + 0.34, r"$\mathrm{concat}$",
                 size=SMALL)
         y_out = y_rows[-1]
         cv.arrow((x_cat + h * d_head * u / 2, y_cat - T * u / 2 - 0.04),
@@ -999,7 +1015,7 @@ def flash_tiling(n_blocks: int = 3, step: tuple[int, int] = (2, 2)) -> Figure:
             held = j == sj
             x = x0 + (j - 1) * t
             for role, y, name, label_y in (("key", y0 + 0.06, rf"$K_{j}^\top$", y0 + d + 0.2),
-                                           ("value", y0 - n * t - 0.06 - d, rf"$V_{j}^\top$",
+                                           ("value", y0 - n * t - 0.06 - d, rf"$V_{j}$",
                                             y0 - n * t - d - 0.26)):
                 cv.ax.add_patch(Rectangle((x, y), t, d, gid=f"role:{role}",
                                           linewidth=1.8 if held else 0.8,

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["COLORS", "CMAP", "DIVERGING_CMAP", "MIN_FONT_SIZE", "FIGURE_FORMATS", "use"]
+import numpy as np
+
+__all__ = ["COLORS", "CMAP", "DIVERGING_CMAP", "MIN_FONT_SIZE", "FIGURE_FORMATS", "use",
+           "plain_log_ticks"]
 
 #: Colour of each role, from Okabe and Ito's palette.
 COLORS: dict[str, str] = {
@@ -89,3 +92,86 @@ def use() -> None:
     with resources.as_file(path) as style_file:
         plt.style.use(str(style_file))
     _set_notebook_formats()
+
+
+def _plain_number(value: float) -> str:
+    """``value`` written out: 0.1, 1, 10, 4096, 262144 (six significant digits at most)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return np.format_float_positional(float(f"{value:.6g}"), trim="-")
+
+
+def plain_log_ticks(ax, axis: str = "both"):
+    """Label the logarithmic axes of ``ax`` with plain numbers: 0.1, 1, 10 and 8, 64, 4096.
+
+    matplotlib labels a log axis with powers (:math:`10^{-1}`, :math:`2^{12}`), whose value sits
+    in the exponent, a script too small to read on a phone. The labels keep the ticks
+    matplotlib chose (major, and the minor ones it labels); only their text changes. Call it
+    after the axis is made logarithmic (``set_xscale``, ``loglog``, ``semilogx`` reset the
+    labels); an axis that is not logarithmic, or whose labels were set by hand, is left as it
+    is. For values in the millions, divide the data and say so in the axis label
+    ("elements moved (millions)").
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to label.
+    axis : {"both", "x", "y"}, default "both"
+        Which of its axes.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+
+    Raises
+    ------
+    ValueError
+        If ``axis`` is not "both", "x" or "y".
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> ax = Figure().add_subplot()
+    >>> _ = ax.loglog([0.1, 100], [8, 4096], base=2)
+    >>> ax.set_xscale("log")
+    >>> _ = plain_log_ticks(ax)
+    >>> ax.xaxis.get_major_formatter()(0.1), ax.yaxis.get_major_formatter()(4096)
+    ('0.1', '4096')
+
+    See Also
+    --------
+    use : the book's style.
+    Chapter 9, *The cost of attention*, draws most of the book's log axes.
+    """
+    from matplotlib.ticker import Formatter, LogFormatter
+
+    if axis not in ("both", "x", "y"):
+        raise ValueError(f'axis must be "both", "x" or "y", got {axis!r}')
+
+    class PlainLogFormatter(Formatter):
+        """Labels the ticks ``inner`` labels, with the plain number instead of a power."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def set_axis(self, axis_):
+            super().set_axis(axis_)
+            self.inner.set_axis(axis_)
+
+        def set_locs(self, locs):
+            super().set_locs(locs)
+            self.inner.set_locs(locs)
+
+        def __call__(self, x, pos=None):
+            return _plain_number(x) if self.inner(x, pos) else ""
+
+    axes = {"x": [ax.xaxis], "y": [ax.yaxis], "both": [ax.xaxis, ax.yaxis]}[axis]
+    for a in axes:
+        if a.get_scale() != "log":
+            continue
+        for get, set_ in ((a.get_major_formatter, a.set_major_formatter),
+                          (a.get_minor_formatter, a.set_minor_formatter)):
+            if isinstance(get(), LogFormatter):
+                set_(PlainLogFormatter(get()))
+    return ax
