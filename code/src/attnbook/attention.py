@@ -287,12 +287,12 @@ def multi_head_attention(query, key, value, W_q, W_k, W_v, W_o, n_heads, *,
     """Multi-head attention: project, split into heads, attend in each, merge, project.
 
     ``Q = query W_q + b_q`` (likewise K, V) is split into heads of width
-    ``d_head = d_model / n_heads`` (head h = columns ``h*d_head:(h+1)*d_head``); each query
+    ``d_head = d_model / n_heads`` (head i, counted from 0, = columns ``i*d_head:(i+1)*d_head``); each query
     head runs scaled dot-product attention; the heads are concatenated and mapped by ``W_o``.
 
     Grouped-query attention: with ``n_kv_heads`` key/value heads (dividing ``n_heads``),
-    ``W_k`` and ``W_v`` map to ``n_kv_heads`` heads only, and query head ``h`` attends with
-    key/value head ``h // (n_heads / n_kv_heads)``. ``n_kv_heads = 1`` is multi-query
+    ``W_k`` and ``W_v`` map to ``n_kv_heads`` heads only, and query head ``i`` attends with
+    key/value head ``i // (n_heads / n_kv_heads)``. ``n_kv_heads = 1`` is multi-query
     attention; ``n_kv_heads = n_heads`` (the default) is multi-head attention.
 
     RoPE: with ``positions``, the queries and the new keys of every head are rotated by

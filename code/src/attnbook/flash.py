@@ -31,7 +31,7 @@ __all__ = ["flash_attention"]
 
 
 def flash_attention(q, k, v, mask=None, block_size=(128, 512)):
-    """Scaled dot-product attention computed block by block, in time and memory alike.
+    """Scaled dot-product attention computed block by block, in memory linear in the length.
 
     The queries are cut into blocks of ``B_r`` rows and the keys into blocks of ``B_c``.
     Each query block visits the key blocks in turn, keeping a running row maximum ``m``,
@@ -39,8 +39,8 @@ def flash_attention(q, k, v, mask=None, block_size=(128, 512)):
     whenever ``m`` grows (the online softmax). The result equals
     :func:`scaled_dot_product_attention`'s ``out`` up to rounding.
 
-    What is stored: besides the output, the forward pass keeps a few ``B_r x B_c`` tiles
-    (one score tile, reused) and per-row statistics of one query block; it never forms the
+    What is stored: besides the output, the forward pass keeps one ``B_r x B_c`` score tile,
+    reused for every block pair, and per-row statistics of one query block; it never forms the
     ``T_q x T_k`` scores. On Tensors the result is one autograd node that saves only the
     output ``O`` and each query row's log-sum-exp ``L`` (shape ``(..., T_q, 1)``); its
     backward pass recomputes the score tiles block by block (FlashAttention-2's backward),
