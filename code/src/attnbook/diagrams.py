@@ -428,7 +428,8 @@ def bahdanau_step() -> Figure:
         for y in (y_h, y_k, y_e, y_bar + 0.3):
             for x in ((cols[0][0] + cols[1][0]) / 2 + 0.05, (cols[1][0] + cols[2][0]) / 2 + 0.05):
                 cv.text(x, y, r"$\cdots$")
-        cv.text(0.78, y_bar + 0.55, "softmax\nover $j$", size=FONT)
+        # Beside the e -> alpha arrows it describes, between the query's line and its first arrow.
+        cv.text(1.0, y_bar + 0.62, "softmax\nover $j$", size=FONT)
         # The context: the weighted sum of the annotations, read by the GRU.
         cv.line([cols[0][0] + 0.24, cols[-1][0] + 0.24], [y_sum, y_sum], role="context", lw=1.8)
         cv.node(x_c, y_sum, r"$\Sigma$", r=0.13)
@@ -438,7 +439,7 @@ def bahdanau_step() -> Figure:
         cv.box(x_c, y_rnn, 0.8, 0.46, r"$\mathrm{GRU}$", size=big)
         cv.arrow((x_q + 0.39, y_rnn), (x_c - 0.4, y_rnn))
         cv.text(3.3, y_rnn + 0.3, r"$E y_{i-1}$", size=small)
-        cv.arrow((3.62, y_rnn + 0.26), (x_c - 0.4, y_rnn + 0.12), connection="arc3,rad=-0.1")
+        cv.arrow((3.74, y_rnn + 0.26), (x_c - 0.4, y_rnn + 0.12), connection="arc3,rad=-0.1")
         cv.arrow((x_c + 0.4, y_rnn), (5.5, y_rnn))
         cv.box(5.84, y_rnn, 0.66, 0.46, r"$\mathbf{s}_i$", size=big)
     return cv.fig
@@ -557,7 +558,7 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
             cv.text(x, y_lab - 0.3, shape, size=SMALL)
 
         # S = Q K^T / sqrt(d_k): K^T above S, Q to its left.
-        x_q = 0.15
+        x_q = 0.05
         x_s = x_q + d_k * u + 0.1
         cv.cells(x_q, y0, T_q, d_k, u, q_face, role="query")
         cv.cells(x_s, y0 + d_k * u + 0.1, d_k, T_k, u, k_face, role="key")
@@ -576,9 +577,11 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         cv.cells(x_sm, y0, T_q, T_k, u, masked_faces)
         label(x_sm + T_k * u / 2, "masked", r"$T_q \times T_k$")
         # A = softmax(S), row by row.
-        x_a = x_sm + T_k * u + 0.8
+        # "softmax" above the arrow, "each row" below it: the gap is wider than either line.
+        x_a = x_sm + T_k * u + 0.9
         cv.arrow((x_sm + T_k * u + 0.06, y_mid), (x_a - 0.06, y_mid))
-        cv.text((x_sm + T_k * u + x_a) / 2, y_mid + 0.32, "softmax\neach row", size=SMALL)
+        cv.text((x_sm + T_k * u + x_a) / 2, y_mid + 0.15, "softmax", size=SMALL)
+        cv.text((x_sm + T_k * u + x_a) / 2, y_mid - 0.15, "each row", size=SMALL)
         cv.cells(x_a, y0, T_q, T_k, u, a_faces)
         label(x_a + T_k * u / 2, r"$A = \mathrm{softmax}(S)$", r"$T_q \times T_k$")
         # O = A V: V above O, A to its left.
@@ -700,19 +703,21 @@ def multi_head_attention(n_heads: int = 3) -> Figure:
                 cv.text(x + d_head * u / 2, y + T * u / 2 + 0.13, str(i + 1), size=SMALL)
             x_att = x_heads + 3 * (d_head * u + 0.07) + 0.1
             cv.arrow((x_att - 0.12, y), (x_att, y))
-            cv.box(x_att + 0.45, y, 0.9, 0.42, "Attention", size=SMALL)
-            cv.arrow((x_att + 0.9, y), (x_att + 1.05, y), role="context")
-            x_out = x_att + 1.08
+            # Wider than its word, which would otherwise fill the box edge to edge.
+            cv.box(x_att + 0.5, y, 1.0, 0.42, "Attention", size=SMALL)
+            cv.arrow((x_att + 1.0, y), (x_att + 1.13, y), role="context")
+            x_out = x_att + 1.16
             cv.cells(x_out, y + T * u / 2, T, d_head, u, faces["context"], role="context")
-            cv.text(x_out + d_head * u / 2, y + T * u / 2 + 0.16, rf"$\mathrm{{head}}_{i + 1}$",
+            cv.text(x_out + d_head * u / 2 - 0.04, y + T * u / 2 + 0.16, rf"$\mathrm{{head}}_{i + 1}$",
                     size=SMALL)
         cv.text(x_out + d_head * u / 2, y_rows[0] + T * u / 2 + 0.56, r"$T_q \times d_{\mathrm{head}}$",
                 size=SMALL)
         # Concatenate along the features, then W^O. The heads meet on a vertical bus that
         # runs between the heads and concat, so no line crosses a head's label.
-        x_cat = x_out + 0.5
+        # The bus stands right of the heads' labels (wider than their blocks), not through them.
+        x_cat = x_out + 0.56
         y_cat = y_rows[0]
-        x_bus = x_cat - 0.2
+        x_bus = x_cat - 0.12
         for y in y_rows:
             cv.line([x_out + d_head * u + 0.04, x_bus], [y, y], role="context")
         cv.line([x_bus, x_bus], [y_rows[-1], y_rows[0]], role="context")
