@@ -98,6 +98,10 @@ def test_ipython_display_works_where_ipython_is_missing(runner, monkeypatch):
                       "fig = Figure()\nfig.subplots().set_xlabel('step')\n"
                       "display(fig, 42)", 6, "cell 6")  # a Figure made after the import, as diagrams do
     assert len(messages(runner, "image")) == 1 and messages(runner, "value") == [{"text": "42"}]
+    # Chapters glue sentences chosen by a measurement as Markdown.
+    assert runner.run("from IPython.display import Markdown\nfrom myst_nb import glue\n"
+                      "glue('sentence', Markdown('the saving *grows*'), display=False)", 7, "cell 7")
+    assert runner.GLUED["sentence"]._repr_markdown_() == "the saving *grows*"
     monkeypatch.setattr(builtins, "__import__", real_import)
     for name in ("IPython", "IPython.display"):  # the real ones, if any, come back at teardown
         sys.modules.pop(name, None)

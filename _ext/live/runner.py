@@ -92,6 +92,19 @@ def display(*objs, **kwargs) -> None:
         _show(obj)
 
 
+class Markdown:
+    """Stand-in for ``IPython.display.Markdown``: Markdown text, such as a glued sentence."""
+
+    def __init__(self, data: str = "") -> None:
+        self.data = data
+
+    def _repr_markdown_(self) -> str:
+        return self.data
+
+    def __repr__(self) -> str:
+        return self.data
+
+
 def _install_ipython_display() -> None:
     """Give pages an ``IPython.display.display`` where IPython is missing (the browser)."""
     try:
@@ -103,7 +116,9 @@ def _install_ipython_display() -> None:
     package.__path__ = []  # a package, so that ``import IPython.display`` finds the submodule
     module = types.ModuleType("IPython.display")
     module.display = display
-    module.__doc__ = "Stand-in for IPython.display in the browser: display() shows figures and reprs."
+    module.Markdown = Markdown
+    module.__doc__ = ("Stand-in for IPython.display in the browser: display() shows figures and "
+                      "reprs; Markdown holds text that chapters glue.")
     package.display = module
     package.get_ipython = lambda: None  # matplotlib asks when IPython is imported: no shell here
     sys.modules["IPython"] = package
