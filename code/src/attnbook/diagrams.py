@@ -595,10 +595,11 @@ def scaled_dot_product_attention(mask: str | None = "padding") -> Figure:
         label(x_o + d_v * u / 2 + 0.35, "", r"$T_q \times d_v$")
         # What the shades of the cells mean: the two colour maps, then the two cells of the mask.
         n_shades, w_shade, y_key = 9, 0.11, 0.62
-        for x, name, cmap, low, high in ((0.15, "scores $S$:", diverging, r"$-$", "$+$"),
-                                         (2.65, "weights $A$:", sequential, "0", "1")):
+        # x_low: where the strip's low end is labelled, past the name before it.
+        for x, x_low, name, cmap, low, high in (
+                (0.15, 1.2, "scores $S$:", diverging, r"$-$", "$+$"),
+                (2.65, 3.8, "weights $A$:", sequential, "0", "1")):
             cv.text(x, y_key, name, size=SMALL, ha="left")
-            x_low = x + 1.05 + 0.1 * (name.startswith("weights"))
             cv.text(x_low, y_key, low, size=SMALL)
             x_strip = x_low + 0.14
             cv.strip(x_strip, y_key, n_shades * w_shade, u,
