@@ -32,9 +32,9 @@ What keeps this equivalent to myst-nb executing the pages itself:
   when it executed the page itself; for a page from the cache (every page, now) it is written
   here, merged with the cached outputs (:func:`write_executed_notebooks`).
 
-Longest pages start first: by their last measured time (kept in
-``_build/.jupyter_cache/execution-times.json`` across caches), else pages listed in
-``attnbook_execute_first``, then the others in document order. The wall and CPU time of every
+The pages listed in ``attnbook_execute_first`` start first, in that order; then the others,
+longest first by their last measured time (kept in ``_build/.jupyter_cache/execution-times.json``
+across caches), then the rest in document order. The wall and CPU time of every
 page (the CPU time of its kernel and worker, which does not depend on how busy the machine is)
 are logged and kept in that file.
 
@@ -43,7 +43,8 @@ Configuration (``sphinx: config:`` in ``_config.yml``):
 ``attnbook_execution_workers``
     How many pages execute at once (default 2).
 ``attnbook_execute_first``
-    Docnames of the pages that take longest, started first when no time is known.
+    Docnames of the pages to start first, in order: the longest, arranged so that no page asks
+    for a trained model while another page is still training it.
 """
 
 from __future__ import annotations
@@ -140,13 +141,18 @@ def pages_to_execute(env, docnames, cache) -> list[Page]:
 
 
 def schedule(pages: list[Page], history: dict, first: list[str]) -> list[Page]:
-    """Longest first: measured pages by time, unmeasured ``first`` pages before them."""
+    """``first`` pages in their order, then the others longest first (measured), then the rest.
+
+    The ``first`` order is kept even when times are known: it also encodes which page trains a
+    model that another page loads (a page that asks for a model another page is training waits
+    for it, idle).
+    """
     def key(item):
         index, page = item
-        if page.docname in history:
-            return (1, -history[page.docname]["seconds"], index)
         if page.docname in first:
             return (0, first.index(page.docname), index)
+        if page.docname in history:
+            return (1, -history[page.docname]["seconds"], index)
         return (2, 0, index)
 
     return [page for _, page in sorted(enumerate(pages), key=key)]

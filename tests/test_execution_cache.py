@@ -282,9 +282,12 @@ def test_longest_pages_start_first():
         sys.path.remove(str(ROOT / "_ext"))
     pages = [Page(name, Path(f"{name}.md"), None, None, 60, False) for name in "abcde"]
     history = {"b": {"seconds": 5.0}, "c": {"seconds": 50.0}, "e": {"seconds": 20.0}}
-    # Unmeasured pages named first (in that order), then measured ones by time, then the rest.
+    # Pages named first (in that order), then measured ones by time, then the rest.
     order = [p.docname for p in schedule(pages, history, first=["d", "a"])]
     assert order == ["d", "a", "c", "e", "b"]
+    # A named page keeps its place even when measured, whatever its time.
+    order = [p.docname for p in schedule(pages, history, first=["b", "d"])]
+    assert order == ["b", "d", "c", "e", "a"]
     assert [p.docname for p in schedule(pages, {}, first=[])] == list("abcde")
 
 
