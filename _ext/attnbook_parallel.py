@@ -1,4 +1,5 @@
-"""Sphinx extension: execute the pages that need it two at a time, before Sphinx reads them.
+"""Sphinx extension: execute the pages that need it two at a time, before Sphinx reads them;
+write the HTML pages in parallel after Sphinx has read them.
 
 myst-nb executes a page when Sphinx reads it, so pages execute one after another and, on a
 2-core machine, one core idles (each kernel runs on one BLAS thread, see attnbook_build).
@@ -45,6 +46,9 @@ Configuration (``sphinx: config:`` in ``_config.yml``):
 ``attnbook_execute_first``
     Docnames of the pages to start first, in order: the longest, arranged so that no page asks
     for a trained model while another page is still training it.
+``attnbook_write_workers``
+    How many processes write HTML pages at once (default 2; 1 writes them one after another),
+    see :func:`write_in_parallel`.
 """
 
 from __future__ import annotations
@@ -323,19 +327,31 @@ def write_executed_notebooks(app: Sphinx, env) -> None:
 
 
 def write_in_parallel(app: Sphinx, env) -> None:
-    """``env-updated``: write the HTML pages ``attnbook_write_workers`` at a time.
+    """``env-updated``: let Sphinx write the HTML pages in ``attnbook_write_workers`` processes.
 
-    ``jupyter-book build`` has no ``-j``, so Sphinx writes one page after another; with most of
-    a page's writing in sphinx-codeautolink's linking of its code (about 12 s of the book's
-    20 s of writing), one core idled. Sphinx's own parallel writing resolves each page in the
-    main process and writes it (templates, ``html-page-context`` handlers, the file) in
-    ``app.parallel - 1`` forked processes; reading stays serial (the execution above already
-    uses both cores). Every extension the book loads declares itself safe for parallel
-    writing; if one did not, Sphinx would warn and write serially, and a strict build fails.
+    ``jupyter-book build`` has no ``-j``, so Sphinx wrote one page after another; most of the
+    writing is sphinx-codeautolink linking each page's code (about 12 s of the book's 20 s of
+    writing), and one core idled. Sphinx's own parallel writing resolves each page in the main
+    process and writes it (templates, ``html-page-context`` handlers, the file) in
+    ``app.parallel - 1`` forked processes, in chunks of pages. Only the writing is parallel:
+    ``app.parallel`` is raised after the pages are read and restored when the build finishes
+    (the execution above already uses both cores while Sphinx reads). No extension the book
+    loads declares itself unsafe for parallel writing; if one did, or did not declare it at
+    all, Sphinx would warn and write serially, and a strict build would fail.
     """
     workers = int(app.config.attnbook_write_workers)
     if workers > 1 and app.builder.allow_parallel and app.parallel < workers + 1:
+        app.attnbook_parallel_before = app.parallel
         app.parallel = workers + 1  # the main process resolves, ``workers`` children write
+
+
+def restore_parallel(app: Sphinx, exception) -> None:
+    """``build-finished``: undo :func:`write_in_parallel` (a later build in this process reads
+    serially)."""
+    before = getattr(app, "attnbook_parallel_before", None)
+    if before is not None:
+        app.parallel = before
+        app.attnbook_parallel_before = None
 
 
 def setup(app: Sphinx) -> dict:
@@ -346,4 +362,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("env-updated", check_nothing_executed_twice)
     app.connect("env-updated", write_executed_notebooks)
     app.connect("env-updated", write_in_parallel)
+    app.connect("build-finished", restore_parallel)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

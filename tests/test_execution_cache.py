@@ -291,6 +291,30 @@ def test_longest_pages_start_first():
     assert [p.docname for p in schedule(pages, {}, first=[])] == list("abcde")
 
 
+def test_only_the_writing_is_parallel():
+    """attnbook_parallel raises app.parallel for Sphinx's writing and restores it afterwards,
+    so that a later build in the same process reads its pages one by one."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        from attnbook_parallel import restore_parallel, write_in_parallel
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    app = SimpleNamespace(parallel=1, config=SimpleNamespace(attnbook_write_workers=2),
+                          builder=SimpleNamespace(allow_parallel=True))
+    write_in_parallel(app, None)
+    assert app.parallel == 3  # the main process resolves, two children write
+    restore_parallel(app, None)
+    assert app.parallel == 1
+    app.config.attnbook_write_workers = 1
+    write_in_parallel(app, None)
+    assert app.parallel == 1
+    app.config.attnbook_write_workers, app.builder.allow_parallel = 2, False  # e.g. LaTeX
+    write_in_parallel(app, None)
+    assert app.parallel == 1
+
+
 def test_late_outputs_are_waited_for_and_never_dropped_silently(monkeypatch):
     """nbclient's default waits 4 s for a finished cell's outputs, then drops them with a log
     line: glued values went missing that way on a loaded machine."""

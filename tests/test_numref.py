@@ -47,6 +47,10 @@ sphinx.environment.pickle = CountingPickle()
 
 def setup(app):
     app.connect("build-finished", lambda app, exc: open({count!r}, "w").write(str(len(loads))))
+    if "attnbook_numref" in extensions:  # after the extension's own handler (priority 900)
+        import attnbook_numref
+        app.connect("build-finished", lambda app, exc: open({kept!r}, "w").write(
+            str(len(attnbook_numref._shared))), priority=950)
 """
 INDEX = """\
 Index
@@ -74,10 +78,11 @@ PNG = bytes.fromhex(
 
 
 def build(folder: Path, repaired: bool) -> tuple[int, dict[str, str]]:
-    src, out, count = folder / "src", folder / "out", folder / "count"
+    src, out, count, kept = folder / "src", folder / "out", folder / "count", folder / "kept"
     src.mkdir(parents=True)
     more = '"attnbook_numref"' if repaired else ""
-    (src / "conf.py").write_text(CONF.format(ext=str(ROOT / "_ext"), more=more, count=str(count)))
+    (src / "conf.py").write_text(CONF.format(ext=str(ROOT / "_ext"), more=more, count=str(count),
+                                                kept=str(kept)))
     (src / "index.rst").write_text(INDEX)
     (src / "figure.rst").write_text(FIGURE)
     (src / "refs.rst").write_text(REFS)
@@ -85,6 +90,8 @@ def build(folder: Path, repaired: bool) -> tuple[int, dict[str, str]]:
     subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", str(src), str(out)],
                    check=True, capture_output=True, text=True)
     pages = {name: (out / f"{name}.html").read_text() for name in ("index", "figure", "refs")}
+    if repaired:  # the shared copies go with the build
+        assert kept.read_text() == "0"
     return int(count.read_text()), pages
 
 
