@@ -20,6 +20,9 @@ What keeps this equivalent to myst-nb executing the pages itself:
   Pages share no state but the files they write (the trained-model cache is safe for two
   processes), and every kernel has the same single BLAS thread, so outputs do not depend on
   which page ran beside which.
+- **Kernels that could not start.** Two kernels starting at the same moment can pick the same
+  port, and one dies before it runs a cell; that page's kernel is started again (up to three
+  starts), which changes nothing it computes (:func:`execute`).
 - **The same failures.** A page that fails is not cached: myst-nb executes it again when it
   reads it and reports it as always (a warning with the traceback, and
   ``<outdir>/reports/<page>.err.log``), so a strict build fails. Only a failing page executes
@@ -165,24 +168,52 @@ def schedule(pages: list[Page], history: dict, first: list[str]) -> list[Page]:
 IOPUB_TIMEOUT_S = 300  # seconds to wait for a finished cell's last outputs
 
 
+# A kernel that could not start: jupyter_client picks its five ports by asking the system for
+# free ones and releasing them before the kernel binds them, so two kernels starting at the
+# same moment (two pages, at the start of a build) can pick the same port; the second then
+# dies with "Address already in use" before it runs anything. Seen once in a clean build.
+KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Address already in use")
+KERNEL_START_ATTEMPTS = 3
+
+
+def kernel_did_not_start(result) -> bool:
+    """True if ``result`` failed while its kernel started, before any cell ran."""
+    if result.err is None:
+        return False
+    text = f"{result.err!r} {result.exc_string or ''}"
+    ran = any(cell.get("execution_count") or cell.get("outputs")
+              for cell in result.nb.cells if cell.cell_type == "code")
+    return not ran and any(failure in text for failure in KERNEL_START_FAILURES)
+
+
 def execute(notebook_json: str, cwd: str | None, timeout, allow_errors: bool) -> dict:
-    """Execute one notebook (in a worker process of its own); return it and its costs."""
+    """Execute one notebook (in a worker process of its own); return it and its costs.
+
+    A kernel that dies while it starts, before any cell has run (:func:`kernel_did_not_start`),
+    is started again, up to ``KERNEL_START_ATTEMPTS`` times in all, after a short random pause;
+    any other failure is returned as it is.
+    """
+    import random
     import resource
     import tempfile
     from contextlib import nullcontext
 
     from jupyter_cache.executors.utils import single_nb_execution
 
-    notebook = nbformat.reads(notebook_json, as_version=4)
     before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    with (tempfile.TemporaryDirectory() if cwd is None else nullcontext(cwd)) as folder:
-        # nbclient waits only 4 s (its default) for a cell's outputs after the cell has finished
-        # and then drops the rest with a logged warning: on a loaded machine glued values went
-        # missing that way. Wait long, and fail rather than lose an output.
-        result = single_nb_execution(
-            notebook, cwd=folder, timeout=timeout, allow_errors=allow_errors, meta_override=True,
-            iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True,
-        )
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        notebook = nbformat.reads(notebook_json, as_version=4)  # executed in place: a fresh copy
+        with (tempfile.TemporaryDirectory() if cwd is None else nullcontext(cwd)) as folder:
+            # nbclient waits only 4 s (its default) for a cell's outputs after the cell has
+            # finished and then drops the rest with a logged warning: on a loaded machine glued
+            # values went missing that way. Wait long, and fail rather than lose an output.
+            result = single_nb_execution(
+                notebook, cwd=folder, timeout=timeout, allow_errors=allow_errors,
+                meta_override=True, iopub_timeout=IOPUB_TIMEOUT_S, raise_on_iopub_timeout=True,
+            )
+        if attempt == KERNEL_START_ATTEMPTS or not kernel_did_not_start(result):
+            break
+        time.sleep(random.uniform(0.2, 1.0))  # out of step with the other page's kernel
     # The kernel is this process's child and has exited: its CPU time is in RUSAGE_CHILDREN.
     after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before))
@@ -192,6 +223,7 @@ def execute(notebook_json: str, cwd: str | None, timeout, allow_errors: bool) ->
         "cpu_seconds": cpu,
         "error": type(result.err).__name__ if result.err is not None else None,
         "traceback": result.exc_string,
+        "kernel_starts": attempt,
     }
 
 
@@ -260,7 +292,9 @@ def execute_pages(app: Sphinx, env, docnames: list[str]) -> None:
             )
             history[page.docname] = {"seconds": round(result["seconds"], 2),
                                      "cpu_seconds": round(result["cpu_seconds"], 2)}
-            logger.info(f"[attnbook] [{done}/{len(pages)}] {page.docname}: executed ({costs})")
+            restarts = result.get("kernel_starts", 1) - 1
+            again = f"; its kernel failed to start {restarts} time(s) and was started again" if restarts else ""
+            logger.info(f"[attnbook] [{done}/{len(pages)}] {page.docname}: executed ({costs}{again})")
     wall = time.perf_counter() - start
     total = sum(history.get(p.docname, {}).get("cpu_seconds", 0) for p in pages)
     logger.info(f"[attnbook] executed {len(pages)} page(s) in {wall:.1f} s "

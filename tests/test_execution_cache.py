@@ -291,6 +291,51 @@ def test_longest_pages_start_first():
     assert [p.docname for p in schedule(pages, {}, first=[])] == list("abcde")
 
 
+def test_a_kernel_that_dies_while_starting_is_started_again(monkeypatch):
+    """Two kernels starting at once can pick the same port; the loser dies before it runs a
+    cell (seen once in a clean build). Such a start is retried; a failure after a cell ran is
+    returned at once."""
+    import nbformat
+    from jupyter_cache.executors import utils
+
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        import attnbook_parallel
+    finally:
+        sys.path.remove(str(ROOT / "_ext"))
+    monkeypatch.setattr(attnbook_parallel.time, "sleep", lambda seconds: None)
+    source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    calls = []
+
+    def runner(outcomes):
+        def fake(nb, cwd, **kwargs):
+            outcome = outcomes[len(calls)]
+            calls.append(outcome)
+            if outcome == "ok":
+                nb.cells[0].execution_count = 1
+                return utils.ExecutionResult(nb, cwd, 1.0)
+            if outcome == "crash":  # a cell ran, then the kernel died
+                nb.cells[0].execution_count = 1
+                err = RuntimeError("Kernel died before replying to kernel_info")
+                return utils.ExecutionResult(nb, cwd, 1.0, err, repr(err))
+            err = RuntimeError("Kernel died before replying to kernel_info")
+            return utils.ExecutionResult(nb, cwd, 0.1, err, repr(err))
+        return fake
+
+    def run(outcomes):
+        calls.clear()
+        monkeypatch.setattr(utils, "single_nb_execution", runner(outcomes))
+        return attnbook_parallel.execute(nbformat.writes(source), "/tmp", 60, False)
+
+    result = run(["start", "ok"])
+    assert result["error"] is None and result["kernel_starts"] == 2 and calls == ["start", "ok"]
+    result = run(["start"] * attnbook_parallel.KERNEL_START_ATTEMPTS)
+    assert result["error"] == "RuntimeError"
+    assert result["kernel_starts"] == attnbook_parallel.KERNEL_START_ATTEMPTS
+    result = run(["crash", "ok"])
+    assert result["error"] == "RuntimeError" and calls == ["crash"]
+
+
 def test_only_the_writing_is_parallel():
     """attnbook_parallel raises app.parallel for Sphinx's writing and restores it afterwards,
     so that a later build in the same process reads its pages one by one."""
