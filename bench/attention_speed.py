@@ -39,6 +39,8 @@ import sys
 import time
 import tracemalloc
 
+from _machine import cpu_model  # bench/, beside this script
+
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -131,12 +133,7 @@ class Report:
 
 
 def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model() or "unknown"
     blas = "unknown"
     try:
         info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]

@@ -45,6 +45,8 @@ import statistics
 import subprocess
 import sys
 
+from _machine import cpu_model  # bench/, beside this script
+
 COLUMNS = {
     "fresh": {},
     "opt-out": {"ATTNBOOK_NO_MALLOPT": "1"},
@@ -194,12 +196,7 @@ def run_child(variant, column, repeats):
 
 
 def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model() or "unknown"
     return f"{os.cpu_count()} x {cpu}, Python {sys.version.split()[0]}"
 
 

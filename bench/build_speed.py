@@ -36,22 +36,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_model  # bench/, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTED = re.compile(r"\[attnbook\] executed (\d+) page\(s\) in ([\d.]+) s \(CPU ([\d.]+) s")
 
 
 def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -66,7 +58,8 @@ def main() -> int:
         return 2
     dirty = git("status", "--porcelain", "--untracked-files=no")
     print(f"checkout: {git('rev-parse', '--short', 'HEAD')}{' (with uncommitted changes)' if dirty else ''}")
-    print(f"machine: {os.cpu_count()} x {cpu_model()}, Python {platform.python_version()}")
+    cpu = cpu_model() or platform.processor() or platform.machine()
+    print(f"machine: {os.cpu_count()} x {cpu}, Python {platform.python_version()}")
     print(f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     folder = Path(tempfile.mkdtemp(prefix="attnbook-build-"))

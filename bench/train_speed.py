@@ -26,6 +26,7 @@ import statistics
 import time
 
 import numpy as np
+from _machine import cpu_model  # bench/, beside this script
 
 from attnbook.losses import cross_entropy
 from attnbook.optim import Adam, clip_grad_norm
@@ -193,11 +194,7 @@ def steps_per_second(step, batches, warmup=2):
 
 
 def machine():
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+    cpu = cpu_model() or platform.processor() or platform.machine()
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
