@@ -4,6 +4,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from attnbook import runtime
@@ -67,6 +69,32 @@ def test_timing_summary_statistics_and_text():
     assert "wall-clock time" in text and "2 BLAS threads" in text
     assert "CPU time, 1 BLAS thread)" in str(Timing((2e-6, 3e-3), 1, "cpu", 1))
     assert "range 2 µs-3 ms" in str(Timing((2e-6, 3e-3), 1, "cpu", 1))
+
+
+times_lists = st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=5)
+
+
+@given(times_lists, times_lists)
+def test_faster_than_needs_ranges_that_do_not_overlap(a_times, b_times):
+    a, b = Timing(tuple(a_times), 1, "cpu", 1), Timing(tuple(b_times), 1, "cpu", 1)
+    assert not (a.faster_than(b) and b.faster_than(a))
+    assert a.faster_than(b) == all(x < y for x in a_times for y in b_times)
+    assert not a.faster_than(a)
+
+
+def test_faster_than_is_false_when_the_ranges_overlap_even_if_the_best_times_differ():
+    a = Timing((1.0, 2.0), 1, "cpu", 1)
+    b = Timing((1.5, 3.0), 1, "cpu", 1)
+    assert a.best < b.best and not a.faster_than(b) and not b.faster_than(a)
+    assert Timing((1.0, 1.4), 1, "cpu", 1).faster_than(b)
+
+
+def test_faster_than_rejects_other_clocks_and_other_types():
+    cpu, wall = Timing((1.0,), 1, "cpu", 1), Timing((2.0,), 1, "wall", 1)
+    with pytest.raises(ValueError, match="same clock"):
+        cpu.faster_than(wall)
+    with pytest.raises(ValueError, match="two Timing results"):
+        cpu.faster_than(2.0)
 
 
 def test_timing_measures_real_work():

@@ -116,6 +116,47 @@ class Timing:
         """``worst - best``, in seconds per call: how much the repeats disagree."""
         return self.worst - self.best
 
+    def faster_than(self, other):
+        """Whether this timing is faster than ``other`` beyond the spread of their repeats.
+
+        The book's rule for a difference in time: it counts only if the two ranges over the
+        repeats do not overlap, that is, this timing's slowest repeat is faster than the
+        other's fastest. Otherwise neither is faster than the other, and the book reports
+        the two as taking about the same time.
+
+        Parameters
+        ----------
+        other : Timing
+            Taken with the same clock (best interleaved with this one, by :func:`timings`).
+
+        Returns
+        -------
+        bool
+            ``self.worst < other.best``.
+
+        Raises
+        ------
+        ValueError
+            If ``other`` is not a :class:`Timing` or was taken with another clock.
+
+        Examples
+        --------
+        >>> fast = Timing(times=(1.0e-3, 1.2e-3, 1.1e-3), number=10, clock="cpu", threads=1)
+        >>> slow = Timing(times=(1.3e-3, 1.5e-3, 1.4e-3), number=10, clock="cpu", threads=1)
+        >>> near = Timing(times=(1.15e-3, 1.3e-3, 1.25e-3), number=10, clock="cpu", threads=1)
+        >>> fast.faster_than(slow), slow.faster_than(fast)
+        (True, False)
+        >>> fast.faster_than(near), near.faster_than(fast)  # the ranges overlap: no difference
+        (False, False)
+        """
+        if not isinstance(other, Timing):
+            raise ValueError(f"faster_than compares two Timing results (from timings()), got "
+                             f"{type(other).__name__}; time both functions in one timings() call")
+        if other.clock != self.clock:
+            raise ValueError(f"cannot compare a {self.clock} timing with a {other.clock} timing; "
+                             "time both with the same clock, in one timings() call")
+        return self.worst < other.best
+
     def __str__(self):
         low, high = _format_seconds(self.best), _format_seconds(self.worst)
         if low.split()[1] == high.split()[1]:  # one unit: "1-3 ms"
