@@ -27,6 +27,12 @@
    comes from and linked none of ``ab.softmax``, ``ab.dot_score``, ... The import statements
    of a page's removed cells are given to codeautolink as that page's preface (its
    ``autolink-preface`` with level "file"), before it reads the page.
+7. Functions named like their module. ``attnbook.softmax`` and ``attnbook.gradcheck`` are each a
+   submodule and, once ``attnbook`` is imported, the function it re-exports under that name
+   (``ab.softmax(x)`` calls the function). codeautolink resolves a name by importing the longest
+   module prefix it can, so it linked ``ab.softmax`` and ``from attnbook import gradcheck`` to
+   the module's page. Each such name of ``attnbook.__all__`` is added to
+   ``codeautolink_inventory_map``, mapped to the function's own entry in the reference.
 """
 
 from __future__ import annotations
@@ -145,6 +151,28 @@ def _home(dotted: str) -> str | None:
     return None
 
 
+def functions_named_like_modules() -> dict[str, str]:
+    """``{"attnbook.softmax": "attnbook.softmax.softmax", ...}`` (repair 7)."""
+    import importlib.util
+    import inspect
+
+    import attnbook
+
+    found = {}
+    for name in attnbook.__all__:
+        obj = getattr(attnbook, name)
+        if inspect.ismodule(obj) or importlib.util.find_spec(f"attnbook.{name}") is None:
+            continue
+        found[f"attnbook.{name}"] = f"{obj.__module__}.{obj.__qualname__}"
+    return found
+
+
+def map_functions_named_like_modules(app: Sphinx, config) -> None:
+    """Repair 7: a mapping set in the configuration by hand is kept."""
+    config.codeautolink_inventory_map = {**functions_named_like_modules(),
+                                         **config.codeautolink_inventory_map}
+
+
 def repair_codeautolink() -> None:
     """Repairs 4 and 5 of the module docstring (idempotent)."""
     try:
@@ -220,6 +248,7 @@ def preface_removed_imports(app: Sphinx, doctree: nodes.document) -> None:
 def setup(app: Sphinx) -> dict:
     repair_codeautolink()
     app.connect("builder-inited", remember_chapters)
+    app.connect("config-inited", map_functions_named_like_modules)
     # After napoleon (priority 500) has turned the numpydoc sections into reStructuredText.
     app.connect("autodoc-process-docstring", link_chapters, priority=600)
     app.connect("autodoc-process-docstring", plain_attribute_types, priority=600)

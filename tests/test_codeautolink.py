@@ -1,7 +1,7 @@
 """Code cells link to the API reference (sphinx-codeautolink), and its repairs are applied and needed.
 
-_ext/attnbook_api.py repairs three things between sphinx-codeautolink 0.20 and this book (its
-docstring, items 4 to 6). For each, the built site shows it applied; for the two that concern
+_ext/attnbook_api.py repairs four things between sphinx-codeautolink 0.20 and this book (its
+docstring, items 4 to 7). For each, the built site shows it applied; for those that concern
 codeautolink itself, a minimal project built with the pinned versions but without the repair
 still shows the defect (when an upgrade fixes it upstream, the test fails: remove the repair).
 """
@@ -139,3 +139,58 @@ def test_ctrl_click_follows_a_link_in_live_code(built):
                                                       "modifiers": modifiers})
             time.sleep(1.0)
             assert tab.evaluate("location.href") == expected, f"click with modifiers {modifiers}"
+
+
+def test_functions_named_like_their_module_link_to_the_function(built):
+    # Repair 7: ab.softmax(x) calls the function attnbook.softmax.softmax, not the module.
+    import inspect
+
+    import attnbook
+
+    assert "attnbook.softmax.softmax" in links("03-context-vectors")
+    assert "attnbook.gradcheck.gradcheck" in links("09-cost")  # from attnbook import gradcheck
+    for page in sorted(p.stem for p in (ROOT / "book").glob("[0-9][0-9]-*.md")):
+        for target in links(page):
+            if target.startswith("module-attnbook."):
+                name = target.removeprefix("module-attnbook.").split(".")[0]
+                assert inspect.ismodule(getattr(attnbook, name)), (
+                    f"{page}: a name links to the module page {target}, but attnbook.{name} "
+                    "is a function: see repair 7 of _ext/attnbook_api.py")
+
+
+SOFTMAX_INDEX = """\
+Page
+====
+
+.. automodule:: attnbook.softmax
+   :members: softmax
+
+.. code-block:: python
+
+   import attnbook as ab
+   ab.softmax([1.0, 2.0])
+"""
+
+
+def test_functions_named_like_their_module_still_need_the_repair(tmp_path):
+    def build(repaired):
+        src = tmp_path / f"softmax-{repaired}"
+        src.mkdir()
+        more = ', "sphinx.ext.autodoc"' + (', "attnbook_api"' if repaired else "")
+        (src / "conf.py").write_text(CONF.format(more=more), encoding="utf-8")
+        (src / "index.rst").write_text(SOFTMAX_INDEX, encoding="utf-8")
+        env_path = str(ROOT / "_ext")
+        done = subprocess.run(
+            [sys.executable, "-c", f"import sys; sys.path.insert(0, {env_path!r}); "
+             "from sphinx.cmd.build import main; sys.exit(main(sys.argv[1:]))",
+             "-b", "html", "-q", str(src), str(src / "_build")],
+            capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        html = (src / "_build" / "index.html").read_text(encoding="utf-8")
+        return {m.group(1) for tag in LINK.findall(html) if (m := re.search(r'href="[^"]*#([^"]+)"', tag))}
+
+    assert "module-attnbook.softmax" in build(repaired=False), (
+        "sphinx-codeautolink now links ab.softmax to the function: remove repair 7 of "
+        "_ext/attnbook_api.py")
+    repaired = build(repaired=True)
+    assert "attnbook.softmax.softmax" in repaired and "module-attnbook.softmax" not in repaired

@@ -119,15 +119,16 @@ class Timing:
     def faster_than(self, other):
         """Whether this timing is faster than ``other`` beyond the spread of their repeats.
 
-        The book's rule for a difference in time: it counts only if the two ranges over the
-        repeats do not overlap, that is, this timing's slowest repeat is faster than the
-        other's fastest. Otherwise neither is faster than the other, and the book reports
-        the two as taking about the same time.
+        The book's rule for a difference in time: ``True`` only if this timing's slowest
+        repeat is shorter than the other's fastest. When the two ranges (fastest to slowest
+        repeat) overlap, neither ``a.faster_than(b)`` nor ``b.faster_than(a)`` holds, and the
+        book calls the two about the same.
 
         Parameters
         ----------
         other : Timing
-            Taken with the same clock (best interleaved with this one, by :func:`timings`).
+            Taken with the same clock, ideally in the same :func:`timings` call, so that the
+            repeats of the two are interleaved.
 
         Returns
         -------
