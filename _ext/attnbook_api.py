@@ -158,13 +158,9 @@ def functions_named_like_modules() -> dict[str, str]:
 
     import attnbook
 
-    found = {}
-    for name in attnbook.__all__:
-        obj = getattr(attnbook, name)
-        if inspect.ismodule(obj) or importlib.util.find_spec(f"attnbook.{name}") is None:
-            continue
-        found[f"attnbook.{name}"] = f"{obj.__module__}.{obj.__qualname__}"
-    return found
+    return {f"attnbook.{name}": _home(f"attnbook.{name}") for name in attnbook.__all__
+            if not inspect.ismodule(getattr(attnbook, name))
+            and importlib.util.find_spec(f"attnbook.{name}") is not None}
 
 
 def map_functions_named_like_modules(app: Sphinx, config) -> None:
