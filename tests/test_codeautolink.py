@@ -82,6 +82,11 @@ def build_minimal(tmp_path: Path, repaired: bool, exercise: bool = True) -> subp
     index = INDEX if exercise else INDEX.replace(".. exercise:: Something\n\n   Do it.\n", "")
     (src / "index.rst").write_text(index, encoding="utf-8")
     (src / "mod.py").write_text(MOD, encoding="utf-8")
+    return sphinx_html(src)
+
+
+def sphinx_html(src: Path) -> subprocess.CompletedProcess:
+    """Build the project in ``src`` into ``src/_build`` with the book's _ext on the path."""
     env_path = str(ROOT / "_ext")
     return subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path.insert(0, {env_path!r}); "
@@ -179,12 +184,7 @@ def test_functions_named_like_their_module_still_need_the_repair(tmp_path):
         more = ', "sphinx.ext.autodoc"' + (', "attnbook_api"' if repaired else "")
         (src / "conf.py").write_text(CONF.format(more=more), encoding="utf-8")
         (src / "index.rst").write_text(SOFTMAX_INDEX, encoding="utf-8")
-        env_path = str(ROOT / "_ext")
-        done = subprocess.run(
-            [sys.executable, "-c", f"import sys; sys.path.insert(0, {env_path!r}); "
-             "from sphinx.cmd.build import main; sys.exit(main(sys.argv[1:]))",
-             "-b", "html", "-q", str(src), str(src / "_build")],
-            capture_output=True, text=True, timeout=300)
+        done = sphinx_html(src)
         assert done.returncode == 0, done.stdout + done.stderr
         html = (src / "_build" / "index.html").read_text(encoding="utf-8")
         return {m.group(1) for tag in LINK.findall(html) if (m := re.search(r'href="[^"]*#([^"]+)"', tag))}

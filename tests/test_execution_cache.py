@@ -274,12 +274,19 @@ def test_a_page_myst_nb_reads_differently_is_reported(book: Path):
     assert "myst-nb executed other itself" in log
 
 
-def test_longest_pages_start_first():
+def parallel_extension():
+    """_ext/attnbook_parallel.py, imported with _ext on the path only while it loads."""
     sys.path.insert(0, str(ROOT / "_ext"))
     try:
-        from attnbook_parallel import Page, schedule
+        import attnbook_parallel
     finally:
         sys.path.remove(str(ROOT / "_ext"))
+    return attnbook_parallel
+
+
+def test_longest_pages_start_first():
+    extension = parallel_extension()
+    Page, schedule = extension.Page, extension.schedule
     pages = [Page(name, Path(f"{name}.md"), None, None, 60, False) for name in "abcde"]
     history = {"b": {"seconds": 5.0}, "c": {"seconds": 50.0}, "e": {"seconds": 20.0}}
     # Pages named first (in that order), then measured ones by time, then the rest.
@@ -298,11 +305,7 @@ def test_a_kernel_that_dies_while_starting_is_started_again(monkeypatch):
     import nbformat
     from jupyter_cache.executors import utils
 
-    sys.path.insert(0, str(ROOT / "_ext"))
-    try:
-        import attnbook_parallel
-    finally:
-        sys.path.remove(str(ROOT / "_ext"))
+    attnbook_parallel = parallel_extension()
     monkeypatch.setattr(attnbook_parallel.time, "sleep", lambda seconds: None)
     source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
     calls = []
@@ -341,11 +344,8 @@ def test_only_the_writing_is_parallel():
     so that a later build in the same process reads its pages one by one."""
     from types import SimpleNamespace
 
-    sys.path.insert(0, str(ROOT / "_ext"))
-    try:
-        from attnbook_parallel import restore_parallel, write_in_parallel
-    finally:
-        sys.path.remove(str(ROOT / "_ext"))
+    extension = parallel_extension()
+    restore_parallel, write_in_parallel = extension.restore_parallel, extension.write_in_parallel
     app = SimpleNamespace(parallel=1, config=SimpleNamespace(attnbook_write_workers=2),
                           builder=SimpleNamespace(allow_parallel=True))
     write_in_parallel(app, None)
@@ -366,11 +366,7 @@ def test_late_outputs_are_waited_for_and_never_dropped_silently(monkeypatch):
     import nbformat
     from jupyter_cache.executors import utils
 
-    sys.path.insert(0, str(ROOT / "_ext"))
-    try:
-        import attnbook_parallel
-    finally:
-        sys.path.remove(str(ROOT / "_ext"))
+    attnbook_parallel = parallel_extension()
     seen = {}
 
     def fake_execution(nb, cwd, timeout, allow_errors, meta_override=True, **kwargs):
